@@ -1,0 +1,18 @@
+//! What both bookstore services share to run in production.
+//!
+//! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
+//! - [`metrics`]: the Prometheus registry and the RPC metric families;
+//! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
+//! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
+//! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
+//!   the logging and metrics layers on both the server and the client side.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod metrics;
+pub mod rpc;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use admin::{AdminServer, Readiness};
+pub use telemetry::LogFormat;

@@ -1,0 +1,203 @@
+//! The Prometheus registry and the metric families of gRPC calls, shared by
+//! the server side (recommendations) and the client side (marketplace).
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use tonic::Code;
+
+/// Latency buckets in seconds: from 250 µs (a cached in-process answer) to
+/// 10 s (far past any deadline we set).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram with [`LATENCY_BUCKETS`].
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Encodes every metric of `registry` in the OpenMetrics text format.
+pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut text = String::with_capacity(4096);
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+/// Labels of a finished call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    /// The gRPC method path, `/package.Service/Method`.
+    pub method: String,
+    /// The canonical status name, `OK`, `NOT_FOUND`, ...
+    pub code: &'static str,
+}
+
+/// Labels of a latency observation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// The gRPC method path, `/package.Service/Method`.
+    pub method: String,
+}
+
+/// Which end of a call the metrics describe; it prefixes the metric names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Calls this process served: `grpc_server_*`.
+    Server,
+    /// Calls this process made: `grpc_client_*`.
+    Client,
+}
+
+impl Side {
+    /// `"server"` or `"client"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Server => "server",
+            Side::Client => "client",
+        }
+    }
+}
+
+/// The metric families of gRPC calls: calls by method and status, latency
+/// by method, and calls in flight. Cloning shares the families.
+#[derive(Clone, Debug)]
+pub struct RpcMetrics {
+    calls: Family<CallLabels, Counter>,
+    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    in_flight: Gauge,
+}
+
+impl RpcMetrics {
+    /// Registers the families as `grpc_{side}_requests_total`,
+    /// `grpc_{side}_request_duration_seconds` and
+    /// `grpc_{side}_requests_in_flight`.
+    pub fn register(registry: &mut Registry, side: Side) -> Self {
+        let metrics = Self {
+            calls: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            in_flight: Gauge::default(),
+        };
+        let side = side.as_str();
+        registry.register(
+            format!("grpc_{side}_requests"),
+            "gRPC calls by method and status code",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            format!("grpc_{side}_request_duration_seconds"),
+            "gRPC call latency in seconds, until the status is known",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            format!("grpc_{side}_requests_in_flight"),
+            "gRPC calls started and not yet finished",
+            metrics.in_flight.clone(),
+        );
+        metrics
+    }
+
+    /// Records the start of a call.
+    pub fn started(&self) {
+        self.in_flight.inc();
+    }
+
+    /// Records the end of a call started with [`RpcMetrics::started`].
+    pub fn finished(&self, method: &str, code: Code, elapsed: std::time::Duration) {
+        self.in_flight.dec();
+        let method = metric_method(method, code);
+        self.calls
+            .get_or_create(&CallLabels {
+                method: method.clone(),
+                code: code_name(code),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Methods the server does not implement all share one label, so that a
+/// client probing random paths cannot grow the metrics without bound.
+fn metric_method(method: &str, code: Code) -> String {
+    if code == Code::Unimplemented {
+        "unimplemented".to_owned()
+    } else {
+        method.to_owned()
+    }
+}
+
+/// The canonical name of a status code, as the gRPC spec and grpcurl spell it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_calls_are_counted_by_method_and_code() {
+        let mut registry = Registry::default();
+        let metrics = RpcMetrics::register(&mut registry, Side::Server);
+
+        metrics.started();
+        metrics.finished(
+            "/pkg.Svc/Do",
+            Code::NotFound,
+            std::time::Duration::from_millis(2),
+        );
+
+        let text = encode(&registry).expect("encoding into a String cannot fail");
+        assert!(
+            text.contains(r#"grpc_server_requests_total{method="/pkg.Svc/Do",code="NOT_FOUND"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("grpc_server_requests_in_flight 0"), "{text}");
+        assert!(
+            text.contains(r#"grpc_server_request_duration_seconds_count{method="/pkg.Svc/Do"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unimplemented_methods_share_one_label() {
+        let mut registry = Registry::default();
+        let metrics = RpcMetrics::register(&mut registry, Side::Client);
+
+        for path in ["/a.B/C", "/x.Y/Z"] {
+            metrics.started();
+            metrics.finished(path, Code::Unimplemented, std::time::Duration::ZERO);
+        }
+
+        let text = encode(&registry).expect("encoding into a String cannot fail");
+        assert!(
+            text.contains(
+                r#"grpc_client_requests_total{method="unimplemented",code="UNIMPLEMENTED"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("/a.B/C"), "{text}");
+    }
+}

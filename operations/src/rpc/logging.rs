@@ -1,0 +1,59 @@
+//! The logging observer: one tracing event per gRPC call.
+
+use tonic::Code;
+
+use super::{RpcEnd, RpcObserver};
+use crate::metrics::{Side, code_name};
+
+/// Logs one event per call with its method, status code, latency and peer.
+///
+/// The level follows the outcome, so that the default `info` filter keeps
+/// the log about what needs attention while `RUST_LOG=debug` shows every
+/// call: OK at DEBUG; errors a caller caused (bad argument, not found,
+/// cancelled, ...) at INFO; errors of this side or its dependencies
+/// (unavailable, deadline exceeded, resource exhausted) at WARN; bugs
+/// (internal, unknown, data loss) at ERROR.
+#[derive(Clone, Copy, Debug)]
+pub struct LogRpc {
+    side: Side,
+}
+
+impl LogRpc {
+    /// Logs the calls of one side (`rpc.side` field of every event).
+    pub fn new(side: Side) -> Self {
+        Self { side }
+    }
+}
+
+impl RpcObserver for LogRpc {
+    fn on_end(&self, end: &RpcEnd<'_>) {
+        let side = self.side.as_str();
+        let code = code_name(end.code);
+        let latency_ms = end.elapsed.as_secs_f64() * 1e3;
+        let peer = end.peer.map(tracing::field::display);
+        macro_rules! log {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    rpc.side = side,
+                    method = end.method,
+                    code,
+                    latency_ms,
+                    peer,
+                    "gRPC call finished"
+                )
+            };
+        }
+        match end.code {
+            Code::Ok => log!(tracing::Level::DEBUG),
+            Code::Internal | Code::Unknown | Code::DataLoss => log!(tracing::Level::ERROR),
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted => {
+                log!(tracing::Level::WARN)
+            }
+            _ => log!(tracing::Level::INFO),
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! A tower layer that reports how each gRPC call ended.
+//!
+//! A gRPC status arrives in one of three places: in the response headers
+//! (a "trailers-only" error), in the trailers after the last message, or
+//! nowhere, because the call failed or was dropped on the way. [`Observe`]
+//! watches all three and tells its [`RpcObserver`] exactly once per call, so
+//! that the logging and metrics layers built on it (server and client side
+//! alike) never miss or double-count a call.
+
+mod logging;
+mod metrics;
+
+use std::{
+    error::Error as StdError,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::{Duration, Instant},
+};
+
+use http::{HeaderMap, Request, Response, uri::PathAndQuery};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+
+pub use logging::LogRpc;
+pub use metrics::MeterRpc;
+
+/// The error type of the observed service and body.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A finished call, as the observer sees it.
+#[derive(Debug)]
+pub struct RpcEnd<'a> {
+    /// The method path, `/package.Service/Method`.
+    pub method: &'a str,
+    /// The final status code.
+    pub code: Code,
+    /// From the request entering the layer until the status was known.
+    pub elapsed: Duration,
+    /// The remote address, when the transport knows it (server side).
+    pub peer: Option<SocketAddr>,
+}
+
+/// Told about every call that passes through an [`ObserveLayer`].
+pub trait RpcObserver: Clone + Send + Sync + 'static {
+    /// A call has started.
+    fn on_start(&self) {}
+    /// A call has ended; called exactly once per started call.
+    fn on_end(&self, end: &RpcEnd<'_>);
+}
+
+/// Wraps a service in [`Observe`].
+#[derive(Clone, Debug)]
+pub struct ObserveLayer<O> {
+    observer: O,
+}
+
+impl<O> ObserveLayer<O> {
+    /// A layer that reports every call to `observer`.
+    pub fn new(observer: O) -> Self {
+        Self { observer }
+    }
+}
+
+impl<S, O: Clone> Layer<S> for ObserveLayer<O> {
+    type Service = Observe<S, O>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            observer: self.observer.clone(),
+        }
+    }
+}
+
+/// Reports the end of each call to an [`RpcObserver`]. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Observe<S, O> {
+    inner: S,
+    observer: O,
+}
+
+impl<S, O, ReqBody, ResBody> Service<Request<ReqBody>> for Observe<S, O>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body,
+    ResBody::Error: Into<BoxError>,
+    O: RpcObserver,
+{
+    type Response = Response<ObservedBody<ResBody, O>>;
+    type Error = BoxError;
+    type Future = ObserveFuture<S::Future, O>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        self.observer.on_start();
+        let call = Call {
+            observer: self.observer.clone(),
+            // Cloning a PathAndQuery only bumps a reference count.
+            method: request.uri().path_and_query().cloned(),
+            peer: peer_of(&request),
+            started: Instant::now(),
+            ended: false,
+        };
+        ObserveFuture {
+            inner: self.inner.call(request),
+            call: Some(call),
+        }
+    }
+}
+
+fn peer_of<B>(request: &Request<B>) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|info| info.remote_addr())
+}
+
+pin_project! {
+    /// The response future of [`Observe`].
+    pub struct ObserveFuture<F, O: RpcObserver> {
+        #[pin]
+        inner: F,
+        // `Some` until the response arrives; dropping it early reports CANCELLED.
+        call: Option<Call<O>>,
+    }
+}
+
+impl<F, O, ResBody, E> Future for ObserveFuture<F, O>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: Into<BoxError>,
+    O: RpcObserver,
+{
+    type Output = Result<Response<ObservedBody<ResBody, O>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let Some(call) = this.call.take() else {
+            // Polled after completion: a caller bug, but not ours to panic on.
+            return Poll::Ready(
+                result
+                    .map(|r| r.map(ObservedBody::done))
+                    .map_err(Into::into),
+            );
+        };
+        Poll::Ready(match result {
+            Ok(response) => match status_code(response.headers()) {
+                // Trailers-only: the status is already known.
+                Some(code) => {
+                    call.end(code);
+                    Ok(response.map(ObservedBody::done))
+                }
+                None => Ok(response.map(|inner| ObservedBody {
+                    inner,
+                    call: Some(call),
+                })),
+            },
+            Err(err) => {
+                let err = err.into();
+                call.end(code_of_error(&*err));
+                Err(err)
+            }
+        })
+    }
+}
+
+pin_project! {
+    /// A response body that reports the status found in its trailers.
+    pub struct ObservedBody<B, O: RpcObserver> {
+        #[pin]
+        inner: B,
+        // `Some` until the status is known.
+        call: Option<Call<O>>,
+    }
+}
+
+impl<B, O: RpcObserver> ObservedBody<B, O> {
+    fn done(inner: B) -> Self {
+        Self { inner, call: None }
+    }
+}
+
+impl<B, O> Body for ObservedBody<B, O>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    O: RpcObserver,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx)).map(|f| f.map_err(Into::into));
+        let code = match &frame {
+            // A body without grpc-status in its trailers is a broken
+            // response; clients treat it as UNKNOWN.
+            Some(Ok(frame)) => frame
+                .trailers_ref()
+                .map(|t| status_code(t).unwrap_or(Code::Unknown)),
+            Some(Err(err)) => Some(code_of_error(&**err)),
+            None => Some(Code::Unknown),
+        };
+        if let Some(code) = code {
+            if let Some(call) = this.call.take() {
+                call.end(code);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One call in progress. Reports its end exactly once: explicitly through
+/// [`Call::end`], or as CANCELLED when dropped before the status was known
+/// (the peer went away, or a deadline dropped the handler).
+struct Call<O: RpcObserver> {
+    observer: O,
+    method: Option<PathAndQuery>,
+    peer: Option<SocketAddr>,
+    started: Instant,
+    ended: bool,
+}
+
+impl<O: RpcObserver> Call<O> {
+    fn end(mut self, code: Code) {
+        self.report(code);
+        self.ended = true;
+    }
+
+    fn report(&self, code: Code) {
+        self.observer.on_end(&RpcEnd {
+            method: self.method.as_ref().map_or("", PathAndQuery::path),
+            code,
+            elapsed: self.started.elapsed(),
+            peer: self.peer,
+        });
+    }
+}
+
+impl<O: RpcObserver> Drop for Call<O> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.report(Code::Cancelled);
+        }
+    }
+}
+
+/// The `grpc-status` of a header map, when present and valid.
+pub fn status_code(headers: &HeaderMap) -> Option<Code> {
+    let value = headers.get("grpc-status")?;
+    let number: i32 = std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()?;
+    Some(Code::from_i32(number))
+}
+
+/// The status code a failed call ends with: the `Status` in the error's
+/// source chain when there is one, otherwise what a gRPC client reports for
+/// such a failure.
+pub fn code_of_error(err: &(dyn StdError + 'static)) -> Code {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if let Some(status) = err.downcast_ref::<Status>() {
+            return status.code();
+        }
+        if err.is::<tonic::TimeoutExpired>() {
+            return Code::DeadlineExceeded;
+        }
+        if err.is::<tonic::ConnectError>() {
+            return Code::Unavailable;
+        }
+        source = err.source();
+    }
+    Code::Unknown
+}

@@ -1,0 +1,48 @@
+//! Log setup: human-readable or JSON lines on stdout, filtered by `RUST_LOG`.
+
+use anyhow::Context;
+use tracing::Subscriber;
+use tracing_subscriber::{EnvFilter, fmt::MakeWriter, layer::SubscriberExt};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The filter used when `RUST_LOG` is not set: our crates at `info`, and the
+/// chatty HTTP/2 internals only when they warn.
+pub const DEFAULT_FILTER: &str = "info,h2=warn,hyper=warn,tower=warn";
+
+/// Builds a subscriber writing to `writer`, filtered by `filter` (an
+/// `EnvFilter` directive string such as `RUST_LOG`'s). Tests pass an
+/// in-memory writer; [`init`] passes stdout.
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+) -> anyhow::Result<Box<dyn Subscriber + Send + Sync>>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter (RUST_LOG) {filter:?}"))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    Ok(match format {
+        LogFormat::Text => Box::new(registry.with(fmt)),
+        LogFormat::Json => Box::new(registry.with(fmt.json().flatten_event(true))),
+    })
+}
+
+/// Installs the process-wide subscriber: `format` on stdout, filtered by
+/// `RUST_LOG` (or [`DEFAULT_FILTER`]).
+pub fn init(format: LogFormat) -> anyhow::Result<()> {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
+    let subscriber = subscriber(format, &filter, std::io::stdout)?;
+    tracing::subscriber::set_global_default(subscriber).context("installing the log subscriber")
+}

@@ -1,0 +1,244 @@
+//! The book catalog: books grouped by category, and random recommendations
+//! drawn from it in time and memory proportional to the number asked for.
+
+mod load;
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use rand::{Rng, seq::IndexedRandom};
+
+pub use load::{CatalogError, Problem};
+
+/// The catalog compiled into the binary: 72 real books, the tutorial's nine
+/// among them with their original ids 1 to 9.
+pub const BUILTIN_CSV: &str = include_str!("../../data/catalog.csv");
+
+/// A book category.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    /// Detective and crime fiction.
+    Mystery,
+    /// Science fiction.
+    ScienceFiction,
+    /// Self-help and personal development.
+    SelfHelp,
+}
+
+impl Category {
+    /// Every category, in the order of the tutorial's enum.
+    pub const ALL: [Category; 3] = [
+        Category::Mystery,
+        Category::ScienceFiction,
+        Category::SelfHelp,
+    ];
+
+    /// The name used in catalog files and URLs: `mystery`, `science_fiction`,
+    /// `self_help`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Mystery => "mystery",
+            Category::ScienceFiction => "science_fiction",
+            Category::SelfHelp => "self_help",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`Category`] name.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown category {0:?}; expected one of mystery, science_fiction, self_help")]
+pub struct UnknownCategory(pub String);
+
+impl FromStr for Category {
+    type Err = UnknownCategory;
+
+    /// Accepts the names of [`Category::as_str`], in any case, with `-` or
+    /// `_` between words.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        let normalized = name.trim().to_ascii_lowercase().replace('-', "_");
+        Category::ALL
+            .into_iter()
+            .find(|category| category.as_str() == normalized)
+            .ok_or_else(|| UnknownCategory(name.to_owned()))
+    }
+}
+
+/// A book of the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Book {
+    /// Unique, positive id.
+    pub id: i32,
+    /// Title as printed on the cover.
+    pub title: String,
+    /// Author or authors.
+    pub author: String,
+    /// The category it is filed under.
+    pub category: Category,
+}
+
+/// An immutable catalog, shared by every request.
+///
+/// Invariants (checked when it is built): at least one book, ids unique and
+/// positive, titles and authors not blank.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    by_category: [Arc<[Book]>; 3],
+}
+
+impl Catalog {
+    /// The catalog compiled into the binary.
+    pub fn builtin() -> Result<Self, CatalogError> {
+        load::from_csv(BUILTIN_CSV.as_bytes(), "the built-in catalog")
+    }
+
+    /// Loads a catalog file: CSV when the name ends in `.csv`, JSON when it
+    /// ends in `.json`. See the README for both formats.
+    pub fn from_path(path: &std::path::Path) -> Result<Self, CatalogError> {
+        load::from_path(path)
+    }
+
+    /// Groups `books`, keeping their order within each category. The caller
+    /// has validated them.
+    fn from_books(books: Vec<Book>) -> Self {
+        let mut groups: [Vec<Book>; 3] = Default::default();
+        for book in books {
+            groups[book.category.index()].push(book);
+        }
+        Self {
+            by_category: groups.map(Arc::from),
+        }
+    }
+
+    /// Every book of `category`, in catalog order.
+    pub fn books(&self, category: Category) -> &Arc<[Book]> {
+        &self.by_category[category.index()]
+    }
+
+    /// The number of books in the whole catalog.
+    pub fn len(&self) -> usize {
+        self.by_category.iter().map(|books| books.len()).sum()
+    }
+
+    /// Always false: a catalog holds at least one book.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `count` distinct books of `category`, chosen uniformly at random
+    /// without replacement. Fewer when the category is smaller.
+    ///
+    /// Costs O(`count`²) at worst and never depends on the catalog size, so
+    /// callers bound `count` (the services cap it at 100).
+    pub fn recommend<'a, R: Rng + ?Sized>(
+        &'a self,
+        category: Category,
+        count: usize,
+        rng: &mut R,
+    ) -> impl ExactSizeIterator<Item = &'a Book> + use<'a, R> {
+        let books = self.books(category);
+        books.sample(rng, count.min(books.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_holds_the_tutorials_nine_books_and_more() {
+        let catalog = Catalog::builtin().expect("the built-in catalog is valid");
+
+        assert!(catalog.len() >= 60, "only {} books", catalog.len());
+        let mystery: Vec<_> = catalog.books(Category::Mystery).iter().take(3).collect();
+        assert_eq!(mystery[0].id, 1);
+        assert_eq!(mystery[0].title, "The Maltese Falcon");
+        assert_eq!(mystery[2].title, "The Hound of the Baskervilles");
+        let sci_fi = &catalog.books(Category::ScienceFiction)[0];
+        assert_eq!(
+            (sci_fi.id, sci_fi.title.as_str()),
+            (4, "The Hitchhiker's Guide to the Galaxy")
+        );
+        let self_help = &catalog.books(Category::SelfHelp)[2];
+        assert_eq!(
+            (self_help.id, self_help.title.as_str()),
+            (9, "Man's Search for Meaning")
+        );
+    }
+
+    #[test]
+    fn recommendations_are_distinct_books_of_the_category() {
+        let catalog = Catalog::builtin().expect("the built-in catalog is valid");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+
+        for _ in 0..100 {
+            let books: Vec<&Book> = catalog.recommend(Category::SelfHelp, 5, &mut rng).collect();
+            let ids: HashSet<i32> = books.iter().map(|b| b.id).collect();
+            assert_eq!(ids.len(), 5, "duplicates in {books:?}");
+            assert!(books.iter().all(|b| b.category == Category::SelfHelp));
+        }
+    }
+
+    #[test]
+    fn asking_for_more_than_the_category_holds_returns_all_of_it() {
+        let catalog = Catalog::builtin().expect("the built-in catalog is valid");
+        let size = catalog.books(Category::Mystery).len();
+
+        let count = catalog
+            .recommend(Category::Mystery, size + 50, &mut rand::rng())
+            .len();
+
+        assert_eq!(count, size);
+    }
+
+    #[test]
+    fn every_book_can_be_recommended() {
+        let catalog = Catalog::builtin().expect("the built-in catalog is valid");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut seen = HashSet::new();
+
+        for _ in 0..2_000 {
+            seen.extend(
+                catalog
+                    .recommend(Category::Mystery, 3, &mut rng)
+                    .map(|b| b.id),
+            );
+        }
+
+        assert_eq!(seen.len(), catalog.books(Category::Mystery).len());
+    }
+
+    #[test]
+    fn category_names_parse_loosely() {
+        assert_eq!(
+            "Science-Fiction".parse::<Category>().ok(),
+            Some(Category::ScienceFiction)
+        );
+        assert_eq!(
+            " self_help ".parse::<Category>().ok(),
+            Some(Category::SelfHelp)
+        );
+        assert!("romance".parse::<Category>().is_err());
+    }
+}
+
+/// Parses a CSV catalog held in memory (tests of other modules).
+#[cfg(test)]
+pub(crate) fn load_csv_for_tests(text: &str) -> Catalog {
+    match load::from_csv(text.as_bytes(), "test catalog") {
+        Ok(catalog) => catalog,
+        Err(err) => panic!("invalid test catalog: {err}"),
+    }
+}

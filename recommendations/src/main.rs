@@ -1,0 +1,27 @@
+//! The `recommendations` binary: parse settings, start logging, build, run.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use recommendations::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = Settings::parse();
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole chain on one line: what we were doing,
+            // then the file, place and problem.
+            eprintln!("recommendations: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    operations::telemetry::init(settings.log_format)?;
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(operations::shutdown::signal()).await
+}

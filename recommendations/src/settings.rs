@@ -1,0 +1,87 @@
+//! Every setting of the recommendations server: a command-line flag, each
+//! also read from an environment variable. Defaults live here and only here.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use operations::LogFormat;
+
+/// Recommends books by category over gRPC (the bookstore's Recommendations
+/// service). Serves the versioned bookstore.recommendations.v1 API and the
+/// tutorial's original `Recommendations` contract side by side, with gRPC
+/// health and reflection, and an admin HTTP listener for /metrics.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "recommendations", version, about, long_about = None)]
+pub struct Settings {
+    /// Address of the gRPC listener.
+    #[arg(long, env = "RECOMMENDATIONS_LISTEN", default_value = "0.0.0.0:50051")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz).
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9051"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Catalog file to serve (.csv or .json; see the README for the format).
+    /// Without it the built-in catalog of 72 books is served.
+    #[arg(long, env = "RECOMMENDATIONS_CATALOG", value_name = "PATH")]
+    pub catalog: Option<PathBuf>,
+
+    /// How long in-flight calls may take to finish after SIGTERM or SIGINT
+    /// before the server exits anyway (e.g. 25s, 500ms).
+    #[arg(long, env = "RECOMMENDATIONS_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Largest request message accepted, in bytes; larger ones get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RECOMMENDATIONS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Most calls handled at once across all connections; calls beyond it
+    /// get RESOURCE_EXHAUSTED at once instead of waiting.
+    #[arg(long, env = "RECOMMENDATIONS_CONCURRENCY_LIMIT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency_limit: u32,
+
+    /// Log format on stdout. Filtering follows RUST_LOG (default: info).
+    #[arg(long, env = "RECOMMENDATIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Settings for tests: both listeners on a free loopback port, the
+    /// built-in catalog, a short drain.
+    pub fn for_tests() -> Self {
+        Self::parse_from([
+            "recommendations",
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+            "--drain-timeout=5s",
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let settings = Settings::try_parse_from(["recommendations"]).expect("defaults parse");
+
+        assert_eq!(settings.listen.to_string(), "0.0.0.0:50051");
+        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:9051");
+        assert_eq!(settings.drain_timeout, Duration::from_secs(25));
+        assert_eq!(settings.max_message_bytes, 65_536);
+        assert_eq!(settings.concurrency_limit, 1024);
+        assert!(settings.catalog.is_none());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Settings::command().debug_assert();
+    }
+}

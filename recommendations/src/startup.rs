@@ -1,0 +1,260 @@
+//! Building and running the server: the catalog, the listeners, the routes,
+//! the layer stack, and the shutdown sequence.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use operations::{
+    AdminServer, Readiness,
+    metrics::{RpcMetrics, Side},
+    rpc::{LogRpc, MeterRpc, ObserveLayer},
+    shutdown::bounded_drain,
+};
+use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
+use protobufs::{
+    legacy::recommendations_server::{RecommendationsServer, SERVICE_NAME as LEGACY_SERVICE},
+    v1::recommendations_service_server::{
+        RecommendationsServiceServer, SERVICE_NAME as V1_SERVICE,
+    },
+};
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::ServingStatus;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{api::Recommendations, catalog::Catalog, middleware::errors, settings::Settings};
+
+/// The names reported by gRPC health: the whole server ("") and each
+/// bookstore service.
+pub const HEALTH_SERVICES: [&str; 3] = ["", V1_SERVICE, LEGACY_SERVICE];
+
+/// The limits applied to every call (see [`serve_routes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Calls handled at once, across all connections.
+    pub concurrency: usize,
+}
+
+/// A recommendations server with its catalog loaded and both listeners
+/// bound, so that port 0 works and [`Application::local_addr`] tells where.
+#[derive(Debug)]
+pub struct Application {
+    settings: Settings,
+    catalog: Arc<Catalog>,
+    incoming: TcpIncoming,
+    local_addr: SocketAddr,
+    admin: AdminServer,
+    metrics: RpcMetrics,
+    readiness: Readiness,
+}
+
+impl Application {
+    /// Loads the catalog and binds the gRPC and admin listeners. Fails with
+    /// an error naming the file or address at fault.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let catalog = match &settings.catalog {
+            Some(path) => Catalog::from_path(path),
+            None => Catalog::builtin(),
+        }
+        .context("cannot load the catalog")?;
+        tracing::info!(books = catalog.len(), source = ?settings.catalog, "catalog loaded");
+
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+            format!(
+                "cannot bind the gRPC listener on {} (--listen)",
+                settings.listen
+            )
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .context("reading the gRPC listener's address")?;
+        // Small RPCs must not wait for Nagle; keepalive finds dead peers.
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
+
+        let mut registry = Registry::default();
+        let metrics = RpcMetrics::register(&mut registry, Side::Server);
+        let books = Gauge::<i64>::default();
+        books.set(i64::try_from(catalog.len()).unwrap_or(i64::MAX));
+        registry.register(
+            "recommendations_catalog_books",
+            "Books in the served catalog",
+            books,
+        );
+        let readiness = Readiness::new();
+        let admin =
+            AdminServer::bind(settings.admin_listen, Arc::new(registry), readiness.clone()).await?;
+
+        Ok(Self {
+            settings,
+            catalog: Arc::new(catalog),
+            incoming,
+            local_addr,
+            admin,
+            metrics,
+            readiness,
+        })
+    }
+
+    /// The address the gRPC listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address the admin listener is bound to.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down in order:
+    /// 1. every health status turns NOT_SERVING and /readyz 503, so that
+    ///    balancers stop routing here;
+    /// 2. the listener closes and connections get GOAWAY; calls in flight
+    ///    finish, for at most the drain timeout;
+    /// 3. the admin listener stops last, so /metrics covers the drain.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let admin_addr = self.admin.local_addr()?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in HEALTH_SERVICES {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+        let routes = routes(
+            Recommendations::new(self.catalog),
+            health_service,
+            self.settings.max_message_bytes,
+        )?;
+
+        let (stop_admin, admin_stopped) = oneshot::channel::<()>();
+        let admin = tokio::spawn(self.admin.run_until_stopped(async {
+            let _ = admin_stopped.await;
+        }));
+        let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+        let limits = Limits {
+            concurrency: self.settings.concurrency_limit as usize,
+        };
+        let server = serve_routes(routes, self.incoming, limits, self.metrics, async {
+            let _ = grpc_stopped.await;
+        });
+        tracing::info!(grpc = %self.local_addr, admin = %admin_addr, "serving");
+
+        let mut server = std::pin::pin!(server);
+        let mut shutdown = std::pin::pin!(shutdown);
+        let served = tokio::select! {
+            result = &mut server => Some(result),
+            () = &mut shutdown => None,
+        };
+        if let Some(result) = served {
+            let _ = stop_admin.send(());
+            return result.context("the gRPC server stopped unexpectedly");
+        }
+
+        self.readiness.set_not_ready();
+        for name in HEALTH_SERVICES {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!("health is NOT_SERVING; draining calls in flight");
+        let _ = stop_grpc.send(());
+        if let Some(result) = bounded_drain("grpc", self.settings.drain_timeout, server).await {
+            result.context("the gRPC server failed while draining")?;
+        }
+
+        let _ = stop_admin.send(());
+        admin
+            .await
+            .context("the admin listener task failed")?
+            .context("the admin listener failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Every service of the server: both bookstore contracts over one shared
+/// implementation, gRPC health, and reflection (v1 and v1alpha).
+fn routes(
+    service: Recommendations,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    max_message_bytes: usize,
+) -> anyhow::Result<Routes> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(protobufs::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let mut routes = Routes::builder();
+    routes
+        .add_service(
+            RecommendationsServiceServer::new(service.clone())
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            RecommendationsServer::new(service).max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(health)
+        .add_service(
+            reflection()
+                .build_v1()
+                .context("building gRPC reflection v1")?,
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()
+                .context("building gRPC reflection v1alpha")?,
+        );
+    Ok(routes.routes())
+}
+
+/// Serves `routes` on `incoming` behind the server's layer stack until `stop`
+/// resolves, then finishes the calls in flight (unbounded: the caller bounds
+/// it). Public so that layer tests can serve a dummy service the same way.
+pub async fn serve_routes<F>(
+    routes: Routes,
+    incoming: TcpIncoming,
+    limits: Limits,
+    metrics: RpcMetrics,
+    stop: F,
+) -> Result<(), tonic::transport::Error>
+where
+    F: Future<Output = ()>,
+{
+    // ServiceBuilder order: the first layer is the outermost. tonic itself
+    // wraps this stack in its grpc-timeout deadline and connection info.
+    let layers = ServiceBuilder::new()
+        // One log event per call, outermost so it sees the final status of
+        // everything below, shed and panicking calls included.
+        .layer(ObserveLayer::new(LogRpc::new(Side::Server)))
+        // Counts and times every call, including those refused below.
+        .layer(ObserveLayer::new(MeterRpc::new(metrics)))
+        // The shedder's refusal becomes a RESOURCE_EXHAUSTED response here,
+        // so the layers above always see a gRPC status.
+        .map_result(errors::overload_to_resource_exhausted)
+        // Over the concurrency limit, refuse at once rather than queue.
+        .load_shed()
+        .concurrency_limit(limits.concurrency)
+        // tonic's OUT_OF_RANGE for oversized messages becomes the spec's
+        // RESOURCE_EXHAUSTED.
+        .map_response(errors::oversized_to_resource_exhausted)
+        // Innermost: a panicking handler becomes INTERNAL, logged once.
+        .layer(CatchPanicLayer::custom(errors::panic_to_internal));
+
+    Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(layers)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stop)
+        .await
+}
