@@ -19,11 +19,13 @@ pub enum LogFormat {
 pub const DEFAULT_FILTER: &str = "info,h2=warn,hyper=warn,tower=warn";
 
 /// Builds a subscriber writing to `writer`, filtered by `filter` (an
-/// `EnvFilter` directive string such as `RUST_LOG`'s). Tests pass an
-/// in-memory writer; [`init`] passes stdout.
+/// `EnvFilter` directive string such as `RUST_LOG`'s), with ANSI colours in
+/// text mode when `ansi` is set. Tests pass an in-memory writer; [`init`]
+/// passes stdout.
 pub fn subscriber<W>(
     format: LogFormat,
     filter: &str,
+    ansi: bool,
     writer: W,
 ) -> anyhow::Result<Box<dyn Subscriber + Send + Sync>>
 where
@@ -32,7 +34,9 @@ where
     let filter = EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter (RUST_LOG) {filter:?}"))?;
     let registry = tracing_subscriber::registry().with(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     Ok(match format {
         LogFormat::Text => Box::new(registry.with(fmt)),
         LogFormat::Json => Box::new(registry.with(fmt.json().flatten_event(true))),
@@ -40,9 +44,10 @@ where
 }
 
 /// Installs the process-wide subscriber: `format` on stdout, filtered by
-/// `RUST_LOG` (or [`DEFAULT_FILTER`]).
+/// `RUST_LOG` (or [`DEFAULT_FILTER`]), coloured only on a terminal.
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
-    let subscriber = subscriber(format, &filter, std::io::stdout)?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let subscriber = subscriber(format, &filter, ansi, std::io::stdout)?;
     tracing::subscriber::set_global_default(subscriber).context("installing the log subscriber")
 }

@@ -11,7 +11,7 @@ use operations::LogFormat;
 /// tutorial's original `Recommendations` contract side by side, with gRPC
 /// health and reflection, and an admin HTTP listener for /metrics.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "recommendations", version, about, long_about = None)]
+#[command(name = "recommendations", version)]
 pub struct Settings {
     /// Address of the gRPC listener.
     #[arg(long, env = "RECOMMENDATIONS_LISTEN", default_value = "0.0.0.0:50051")]

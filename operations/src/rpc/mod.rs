@@ -213,10 +213,10 @@ where
             Some(Err(err)) => Some(code_of_error(&**err)),
             None => Some(Code::Unknown),
         };
-        if let Some(code) = code {
-            if let Some(call) = this.call.take() {
-                call.end(code);
-            }
+        if let Some(code) = code
+            && let Some(call) = this.call.take()
+        {
+            call.end(code);
         }
         Poll::Ready(frame)
     }

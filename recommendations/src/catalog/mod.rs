@@ -149,6 +149,15 @@ impl Catalog {
     }
 }
 
+/// Parses a CSV catalog held in memory (tests of other modules).
+#[cfg(test)]
+pub(crate) fn load_csv_for_tests(text: &str) -> Catalog {
+    match load::from_csv(text.as_bytes(), "test catalog") {
+        Ok(catalog) => catalog,
+        Err(err) => panic!("invalid test catalog: {err}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -231,14 +240,5 @@ mod tests {
             Some(Category::SelfHelp)
         );
         assert!("romance".parse::<Category>().is_err());
-    }
-}
-
-/// Parses a CSV catalog held in memory (tests of other modules).
-#[cfg(test)]
-pub(crate) fn load_csv_for_tests(text: &str) -> Catalog {
-    match load::from_csv(text.as_bytes(), "test catalog") {
-        Ok(catalog) => catalog,
-        Err(err) => panic!("invalid test catalog: {err}"),
     }
 }

@@ -1,0 +1,113 @@
+//! `spawn_app()`: the real server on free loopback ports, and typed clients.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use protobufs::{
+    legacy::recommendations_client::RecommendationsClient,
+    v1::recommendations_service_client::RecommendationsServiceClient,
+};
+use recommendations::{Application, Settings};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+/// A running server. Dropping it without [`TestApp::stop`] aborts it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub fn v1(&self) -> RecommendationsServiceClient<Channel> {
+        RecommendationsServiceClient::new(self.channel.clone())
+    }
+
+    pub fn legacy(&self) -> RecommendationsClient<Channel> {
+        RecommendationsClient::new(self.channel.clone())
+    }
+
+    pub fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel.clone())
+    }
+
+    /// Begins the shutdown sequence, as SIGTERM does in production.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts down and returns how `run_until_stopped` ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.begin_shutdown();
+        (&mut self.task)
+            .await
+            .expect("the server task does not panic")
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("http://{}{path}", self.admin_addr))
+            .await
+            .expect("the admin listener answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a text body"))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Settings::for_tests()).await
+}
+
+pub async fn spawn_app_with_catalog(catalog: PathBuf) -> TestApp {
+    spawn_app_with(Settings {
+        catalog: Some(catalog),
+        ..Settings::for_tests()
+    })
+    .await
+}
+
+pub async fn spawn_app_with(settings: Settings) -> TestApp {
+    let app = Application::build(settings)
+        .await
+        .expect("the server builds");
+    let addr = app.local_addr();
+    let admin_addr = app.admin_addr().expect("the admin listener is bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("a valid URI")
+        .connect_lazy();
+    TestApp {
+        addr,
+        admin_addr,
+        channel,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// A CSV catalog of `count` mystery books, ids 1..=count, in a temp file.
+pub fn large_catalog(count: usize) -> tempfile::TempPath {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .suffix(".csv")
+        .tempfile()
+        .expect("a temp file");
+    writeln!(file, "id,title,author,category").expect("write");
+    for id in 1..=count {
+        writeln!(file, "{id},Mystery number {id},Author {id},mystery").expect("write");
+    }
+    file.into_temp_path()
+}

@@ -1,0 +1,359 @@
+//! The server's layer stack around a dummy service, over a real socket (the
+//! tutorial's `dummy_client`): logging, metrics, panics, limits, deadlines.
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use operations::{
+    LogFormat,
+    metrics::{RpcMetrics, Side, encode},
+};
+use prometheus_client::registry::Registry;
+use protobufs::dummy::{
+    ExecuteRequest, ExecuteResponse,
+    dummy_service_client::DummyServiceClient,
+    dummy_service_server::{DummyService, DummyServiceServer},
+};
+use recommendations::startup::{Limits, serve_routes};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tonic::{
+    Code, Request, Response, Status,
+    service::Routes,
+    transport::{Channel, Endpoint, server::TcpIncoming},
+};
+
+const METHOD: &str = "/testing.dummy.v1.DummyService/Execute";
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Echoes, or on request: "panic" panics, "error" fails with NOT_FOUND,
+/// "block" waits for the test to release it.
+struct Dummy {
+    entered: mpsc::UnboundedSender<()>,
+    release: Arc<Notify>,
+    dropped: mpsc::UnboundedSender<()>,
+}
+
+/// Tells the test when a blocked handler's future is dropped.
+struct DropSignal(mpsc::UnboundedSender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tonic::async_trait]
+impl DummyService for Dummy {
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        let input = request.into_inner().input;
+        match input.as_str() {
+            "panic" => panic!("dummy handler panicked on purpose"),
+            "error" => Err(Status::not_found("no such thing")),
+            "block" => {
+                let _signal = DropSignal(self.dropped.clone());
+                let _ = self.entered.send(());
+                self.release.notified().await;
+                Ok(Response::new(ExecuteResponse { output: input }))
+            }
+            _ => Ok(Response::new(ExecuteResponse { output: input })),
+        }
+    }
+}
+
+struct DummyServer {
+    client: DummyServiceClient<Channel>,
+    registry: Registry,
+    entered: mpsc::UnboundedReceiver<()>,
+    release: Arc<Notify>,
+    dropped: mpsc::UnboundedReceiver<()>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl DummyServer {
+    async fn call(&self, input: &str) -> Result<String, Status> {
+        let mut client = self.client.clone();
+        let request = ExecuteRequest {
+            input: input.to_owned(),
+        };
+        client.execute(request).await.map(|r| r.into_inner().output)
+    }
+
+    fn metrics(&self) -> String {
+        encode(&self.registry).expect("encoding into a String cannot fail")
+    }
+}
+
+async fn spawn_dummy(limits: Limits) -> DummyServer {
+    let (entered_tx, entered) = mpsc::unbounded_channel();
+    let (dropped_tx, dropped) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let dummy = Dummy {
+        entered: entered_tx,
+        release: release.clone(),
+        dropped: dropped_tx,
+    };
+    let routes =
+        Routes::new(DummyServiceServer::new(dummy).max_decoding_message_size(MAX_MESSAGE_BYTES));
+    let mut registry = Registry::default();
+    let metrics = RpcMetrics::register(&mut registry, Side::Server);
+    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a free port");
+    let addr = incoming.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve_routes(routes, incoming, limits, metrics, async {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid")
+        .connect_lazy();
+    DummyServer {
+        client: DummyServiceClient::new(channel),
+        registry,
+        entered,
+        release,
+        dropped,
+        _stop: stop,
+    }
+}
+
+const ROOMY: Limits = Limits { concurrency: 64 };
+
+/// Log lines written while the guard lives, on this thread (the tests run
+/// on a current-thread runtime, so the server's tasks log here too).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber =
+            operations::telemetry::subscriber(LogFormat::Json, "debug", false, move || {
+                writer.clone()
+            })
+            .expect("a valid filter");
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().expect("not poisoned").clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8 logs")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+            .collect()
+    }
+
+    fn rpc_events(&self) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["message"] == "gRPC call finished")
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn every_call_is_logged_once_with_method_code_latency_and_peer() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let server = spawn_dummy(ROOMY).await;
+
+    server.call("hello").await.expect("OK");
+    server.call("error").await.expect_err("NOT_FOUND");
+
+    let events = logs.rpc_events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let (ok, not_found) = (&events[0], &events[1]);
+    assert_eq!(ok["level"], "DEBUG");
+    assert_eq!(ok["method"], METHOD);
+    assert_eq!(ok["code"], "OK");
+    assert_eq!(ok["rpc.side"], "server");
+    assert!(
+        ok["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{ok}"
+    );
+    assert!(
+        ok["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{ok}"
+    );
+    assert_eq!(not_found["code"], "NOT_FOUND");
+    assert_eq!(not_found["level"], "INFO");
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_method_and_code() {
+    let server = spawn_dummy(ROOMY).await;
+
+    server.call("one").await.expect("OK");
+    server.call("two").await.expect("OK");
+    server.call("error").await.expect_err("NOT_FOUND");
+
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains(&format!(
+            r#"grpc_server_requests_total{{method="{METHOD}",code="OK"}} 2"#
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            r#"grpc_server_requests_total{{method="{METHOD}",code="NOT_FOUND"}} 1"#
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            r#"grpc_server_request_duration_seconds_count{{method="{METHOD}"}} 3"#
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("grpc_server_requests_in_flight 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_internal_and_the_next_call_succeeds() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let server = spawn_dummy(ROOMY).await;
+
+    let status = server.call("panic").await.expect_err("INTERNAL");
+    let next = server.call("still alive").await;
+
+    assert_eq!(status.code(), Code::Internal);
+    assert_eq!(
+        status.message(),
+        "internal error",
+        "the panic text must not leak"
+    );
+    assert_eq!(next.expect("the server keeps serving"), "still alive");
+    let events = logs.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["level"] == "ERROR" && e["panic"] == "dummy handler panicked on purpose"),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["code"] == "INTERNAL" && e["method"] == METHOD),
+        "{events:#?}"
+    );
+    assert!(
+        server
+            .metrics()
+            .contains(&format!(r#"{{method="{METHOD}",code="INTERNAL"}} 1"#))
+    );
+}
+
+#[tokio::test]
+async fn calls_over_the_concurrency_limit_get_resource_exhausted_at_once() {
+    let mut server = spawn_dummy(Limits { concurrency: 1 }).await;
+    let blocked = {
+        let client = server.client.clone();
+        tokio::spawn(async move {
+            let mut client = client;
+            client
+                .execute(ExecuteRequest {
+                    input: "block".to_owned(),
+                })
+                .await
+        })
+    };
+    server
+        .entered
+        .recv()
+        .await
+        .expect("the first call reaches its handler");
+
+    let refused = server.call("second").await.expect_err("over the limit");
+    server.release.notify_one();
+    let first = blocked.await.expect("no panic");
+
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("concurrency limit"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        first.expect("the first call completes").into_inner().output,
+        "block"
+    );
+    assert!(server.metrics().contains(&format!(
+        r#"{{method="{METHOD}",code="RESOURCE_EXHAUSTED"}} 1"#
+    )));
+}
+
+#[tokio::test]
+async fn oversized_requests_get_resource_exhausted() {
+    let server = spawn_dummy(ROOMY).await;
+
+    let status = server
+        .call(&"x".repeat(MAX_MESSAGE_BYTES * 4))
+        .await
+        .expect_err("too large");
+
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("too large"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn a_client_deadline_stops_the_handler() {
+    let mut server = spawn_dummy(ROOMY).await;
+    let mut request = Request::new(ExecuteRequest {
+        input: "block".to_owned(),
+    });
+    request.set_timeout(Duration::from_millis(50));
+
+    let status = server
+        .client
+        .clone()
+        .execute(request)
+        .await
+        .expect_err("past its deadline");
+    server
+        .dropped
+        .recv()
+        .await
+        .expect("the handler's future is dropped");
+
+    assert!(
+        matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{status:?}"
+    );
+    assert_eq!(server.entered.try_recv(), Ok(()));
+    assert!(
+        server
+            .metrics()
+            .contains(&format!(r#"{{method="{METHOD}",code="CANCELLED"}} 1"#))
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real server on port 0, called over the network.
+
+mod contracts;
+mod health_and_reflection;
+mod helpers;
+mod layers;
+mod shutdown;
+mod wire;

@@ -1,0 +1,81 @@
+//! Pins the tutorial's contract on the wire: fixed request bytes, sent by a
+//! plain HTTP/2 client (no generated code) to `/Recommendations/Recommend`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use prost::Message as _;
+use protobufs::legacy::{BookCategory, RecommendationRequest, RecommendationResponse};
+
+use crate::helpers::spawn_app;
+
+/// `RecommendationRequest{user_id: 1, category: SCIENCE_FICTION, max_results: 3}`
+/// as the tutorial's Python client encodes it.
+const REQUEST: [u8; 6] = [0x08, 0x01, 0x10, 0x01, 0x18, 0x03];
+
+#[test]
+fn the_legacy_request_encodes_to_the_tutorials_bytes() {
+    let request = RecommendationRequest {
+        user_id: 1,
+        category: BookCategory::ScienceFiction as i32,
+        max_results: 3,
+    };
+
+    assert_eq!(request.encode_to_vec(), REQUEST);
+}
+
+#[test]
+fn the_legacy_service_is_named_as_in_the_tutorial() {
+    assert_eq!(
+        protobufs::legacy::recommendations_server::SERVICE_NAME,
+        "Recommendations"
+    );
+}
+
+#[tokio::test]
+async fn fixed_bytes_posted_to_the_legacy_path_get_science_fiction_books() {
+    let app = spawn_app().await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let mut frame = vec![0u8]; // not compressed
+    frame.extend_from_slice(&(REQUEST.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&REQUEST);
+    let request = http::Request::post(format!("http://{}/Recommendations/Recommend", app.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(frame)))
+        .expect("a valid request");
+
+    let response = client.request(request).await.expect("an HTTP/2 response");
+    assert_eq!(response.status(), 200);
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a complete body");
+    let trailers = collected.trailers().cloned().expect("gRPC trailers");
+    let body = collected.to_bytes();
+
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    assert_eq!(body[0], 0, "uncompressed frame");
+    let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    assert_eq!(body.len(), 5 + length);
+    // Field 1, length-delimited: `repeated BookRecommendation recommendations = 1`.
+    assert_eq!(body[5], 0x0a);
+    let response = RecommendationResponse::decode(&body[5..]).expect("a valid response");
+    let ids: Vec<i32> = response.recommendations.iter().map(|b| b.id).collect();
+    assert_eq!(ids.len(), 3);
+    // The tutorial's science fiction books are among the candidates, and
+    // every recommended book is science fiction.
+    let sci_fi = recommendations::Catalog::builtin().expect("valid");
+    let sci_fi: Vec<i32> = sci_fi
+        .books(recommendations::Category::ScienceFiction)
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert!(ids.iter().all(|id| sci_fi.contains(id)), "{ids:?}");
+}
