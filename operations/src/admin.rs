@@ -133,4 +133,31 @@ impl AdminServer {
             .with_graceful_shutdown(shutdown)
             .await
     }
+
+    /// Serves in a task of its own until [`AdminHandle::stop`].
+    pub fn spawn(self) -> AdminHandle {
+        let (trigger, stopped) = crate::shutdown::trigger();
+        AdminHandle {
+            trigger,
+            task: tokio::spawn(self.run_until_stopped(stopped)),
+        }
+    }
+}
+
+/// A running admin listener (see [`AdminServer::spawn`]).
+#[derive(Debug)]
+pub struct AdminHandle {
+    trigger: crate::shutdown::Trigger,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl AdminHandle {
+    /// Stops accepting, finishes the requests in flight and waits for that.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.trigger.fire();
+        self.task
+            .await
+            .context("the admin listener task failed")?
+            .context("the admin listener failed")
+    }
 }

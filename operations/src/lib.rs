@@ -14,5 +14,5 @@ pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use admin::{AdminServer, Readiness};
+pub use admin::{AdminHandle, AdminServer, Readiness};
 pub use telemetry::LogFormat;

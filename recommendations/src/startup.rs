@@ -8,7 +8,7 @@ use operations::{
     AdminServer, Readiness,
     metrics::{RpcMetrics, Side},
     rpc::{LogRpc, MeterRpc, ObserveLayer},
-    shutdown::bounded_drain,
+    shutdown,
 };
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use protobufs::{
@@ -17,7 +17,7 @@ use protobufs::{
         RecommendationsServiceServer, SERVICE_NAME as V1_SERVICE,
     },
 };
-use tokio::{net::TcpListener, sync::oneshot};
+use tokio::net::TcpListener;
 use tonic::{
     service::Routes,
     transport::{Server, server::TcpIncoming},
@@ -134,47 +134,36 @@ impl Application {
             self.settings.max_message_bytes,
         )?;
 
-        let (stop_admin, admin_stopped) = oneshot::channel::<()>();
-        let admin = tokio::spawn(self.admin.run_until_stopped(async {
-            let _ = admin_stopped.await;
-        }));
-        let (stop_grpc, grpc_stopped) = oneshot::channel::<()>();
+        let admin = self.admin.spawn();
+        let (stop, stopped) = shutdown::trigger();
         let limits = Limits {
             concurrency: self.settings.concurrency_limit as usize,
         };
-        let server = serve_routes(routes, self.incoming, limits, self.metrics, async {
-            let _ = grpc_stopped.await;
-        });
+        let server = serve_routes(routes, self.incoming, limits, self.metrics, stopped);
         tracing::info!(grpc = %self.local_addr, admin = %admin_addr, "serving");
 
-        let mut server = std::pin::pin!(server);
-        let mut shutdown = std::pin::pin!(shutdown);
-        let served = tokio::select! {
-            result = &mut server => Some(result),
-            () = &mut shutdown => None,
+        let readiness = self.readiness;
+        let going_away = async move {
+            readiness.set_not_ready();
+            for name in HEALTH_SERVICES {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!("health is NOT_SERVING; draining calls in flight");
         };
-        if let Some(result) = served {
-            let _ = stop_admin.send(());
-            return result.context("the gRPC server stopped unexpectedly");
-        }
-
-        self.readiness.set_not_ready();
-        for name in HEALTH_SERVICES {
-            health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
-        tracing::info!("health is NOT_SERVING; draining calls in flight");
-        let _ = stop_grpc.send(());
-        if let Some(result) = bounded_drain("grpc", self.settings.drain_timeout, server).await {
-            result.context("the gRPC server failed while draining")?;
-        }
-
-        let _ = stop_admin.send(());
-        admin
-            .await
-            .context("the admin listener task failed")?
-            .context("the admin listener failed")?;
+        let served = shutdown::run_until_stopped(
+            "grpc",
+            server,
+            shutdown,
+            going_away,
+            stop,
+            self.settings.drain_timeout,
+        )
+        .await;
+        // The admin listener stops last, so /metrics and /readyz cover the drain.
+        admin.stop().await?;
+        served.context("the gRPC server failed")?;
         tracing::info!("stopped");
         Ok(())
     }
