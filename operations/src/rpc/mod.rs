@@ -7,6 +7,7 @@
 //! that the logging and metrics layers built on it (server and client side
 //! alike) never miss or double-count a call.
 
+mod deadline;
 mod logging;
 mod metrics;
 
@@ -25,6 +26,7 @@ use pin_project_lite::pin_project;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
+pub use deadline::{Deadline, DeadlineLayer};
 pub use logging::LogRpc;
 pub use metrics::MeterRpc;
 

@@ -1,0 +1,14 @@
+//! The bookstore's web app: an axum + askama site whose pages come from the
+//! recommendations service, called over one long-lived gRPC channel.
+#![forbid(unsafe_code)]
+
+pub mod category;
+pub mod client;
+pub mod error;
+pub mod middleware;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,0 +1,104 @@
+//! One log event and the metrics of every HTTP request, by matched route
+//! (never the raw path, so metrics stay bounded and logs hold no ids).
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use operations::metrics::latency_histogram;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+
+/// The route label of requests that matched no route (404s).
+const UNMATCHED: &str = "unmatched";
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// Labels of a latency observation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    route: String,
+}
+
+/// Requests by method, route and status, and latency by route. Cloning
+/// shares the families.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl HttpMetrics {
+    /// Registers `http_server_requests_total` and
+    /// `http_server_request_duration_seconds`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "http_server_requests",
+            "HTTP requests by method, matched route and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_server_request_duration_seconds",
+            "HTTP request latency in seconds, until the response headers",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+}
+
+/// The middleware (see the module docs). Successful requests log at DEBUG,
+/// client errors at INFO, server errors at ERROR.
+pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let response = next.run(request).await;
+    let latency = started.elapsed();
+
+    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    let status = response.status();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.as_str().to_owned(),
+            route: route.to_owned(),
+            status: status.as_u16(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            route: route.to_owned(),
+        })
+        .observe(latency.as_secs_f64());
+
+    let latency_ms = latency.as_secs_f64() * 1e3;
+    let status = status.as_u16();
+    macro_rules! log {
+        ($level:expr) => {
+            tracing::event!($level, method = %method, route, status, latency_ms, "HTTP request finished")
+        };
+    }
+    match status {
+        500.. => log!(tracing::Level::ERROR),
+        400..=499 => log!(tracing::Level::INFO),
+        _ => log!(tracing::Level::DEBUG),
+    }
+    response
+}

@@ -1,0 +1,143 @@
+//! The pages. Each asks recommendations for what it shows; when that fails
+//! the page still renders, with a notice in place of the books.
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    response::Html,
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
+use protobufs::v1::Book;
+
+use crate::{category::Category, client::Recommendations, error::PageError};
+
+/// Books on the homepage, as in the tutorial.
+const HOME_BOOKS: i32 = 3;
+/// Books on a category page.
+const CATEGORY_BOOKS: i32 = 6;
+
+/// What every request shares: the one recommendations client (and its one
+/// channel), and the count of pages served without recommendations.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    recommendations: Recommendations,
+    degraded: Family<PageLabels, Counter>,
+}
+
+/// Labels of a degraded page.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PageLabels {
+    page: &'static str,
+}
+
+impl AppState {
+    /// State over `recommendations`; degraded pages are counted in `degraded`.
+    pub fn new(recommendations: Recommendations, degraded: Family<PageLabels, Counter>) -> Self {
+        Self {
+            recommendations,
+            degraded,
+        }
+    }
+
+    /// Recommendations, or `None` when the service failed: the client layers
+    /// have logged and counted the failed call; this counts the page.
+    async fn recommend(
+        &self,
+        category: Category,
+        count: i32,
+        page: &'static str,
+    ) -> Option<Vec<Book>> {
+        let books = self.recommendations.recommend(category, count).await.ok();
+        if books.is_none() {
+            self.degraded.get_or_create(&PageLabels { page }).inc();
+        }
+        books
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    current: Option<Category>,
+    books: Option<Vec<Book>>,
+}
+
+#[derive(Template)]
+#[template(path = "category.html")]
+struct CategoryPage {
+    current: Option<Category>,
+    category: Category,
+    books: Option<Vec<Book>>,
+}
+
+#[derive(Template)]
+#[template(path = "browse.html")]
+struct BrowsePage {
+    current: Option<Category>,
+    category: Category,
+    books: Option<Vec<Book>>,
+    truncated: bool,
+}
+
+/// `/`: the tutorial's homepage, three mystery books you may like.
+pub async fn home(State(state): State<AppState>) -> Result<Html<String>, PageError> {
+    let books = state.recommend(Category::Mystery, HOME_BOOKS, "home").await;
+    Ok(Html(
+        HomePage {
+            current: None,
+            books,
+        }
+        .render()?,
+    ))
+}
+
+/// `/category/{slug}`: recommendations of one category.
+pub async fn category(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let category = Category::from_slug(&slug).ok_or(PageError::NotFound)?;
+    let books = state.recommend(category, CATEGORY_BOOKS, "category").await;
+    Ok(Html(
+        CategoryPage {
+            current: Some(category),
+            category,
+            books,
+        }
+        .render()?,
+    ))
+}
+
+/// `/category/{slug}/books`: every book of one category, from the
+/// server-streaming ListBooks.
+pub async fn browse(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let category = Category::from_slug(&slug).ok_or(PageError::NotFound)?;
+    let (books, truncated) = match state.recommendations.list_books(category).await {
+        Ok((books, truncated)) => (Some(books), truncated),
+        Err(_) => {
+            state
+                .degraded
+                .get_or_create(&PageLabels { page: "browse" })
+                .inc();
+            (None, false)
+        }
+    };
+    let page = BrowsePage {
+        current: Some(category),
+        category,
+        books,
+        truncated,
+    };
+    Ok(Html(page.render()?))
+}
+
+/// Any other address.
+pub async fn not_found() -> PageError {
+    PageError::NotFound
+}

@@ -1,0 +1,101 @@
+//! Every setting of the marketplace: a command-line flag, each also read
+//! from an environment variable. Defaults live here and only here.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use operations::LogFormat;
+
+/// The Online Books For You web app. Renders the bookstore's pages from the
+/// recommendations service, reached over one long-lived gRPC channel shared
+/// by every request; serves /metrics, /healthz and /readyz on an admin
+/// listener of its own.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "marketplace", version)]
+pub struct Settings {
+    /// Address of the web listener.
+    #[arg(long, env = "MARKETPLACE_LISTEN", default_value = "0.0.0.0:5000")]
+    pub listen: SocketAddr,
+
+    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz).
+    #[arg(long, env = "MARKETPLACE_ADMIN_LISTEN", default_value = "0.0.0.0:9050")]
+    pub admin_listen: SocketAddr,
+
+    /// Host name or IP address of the recommendations service.
+    #[arg(long, env = "RECOMMENDATIONS_HOST", default_value = "localhost")]
+    pub recommendations_host: String,
+
+    /// gRPC port of the recommendations service.
+    #[arg(long, env = "RECOMMENDATIONS_PORT", default_value_t = 50051)]
+    pub recommendations_port: u16,
+
+    /// Deadline of each call to recommendations (e.g. 1s, 250ms). Past it the
+    /// page renders without recommendations.
+    #[arg(long, env = "MARKETPLACE_RPC_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub rpc_timeout: Duration,
+
+    /// How long requests in flight may take to finish after SIGTERM or SIGINT
+    /// before the server exits anyway.
+    #[arg(long, env = "MARKETPLACE_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Log format on stdout. Filtering follows RUST_LOG (default: info).
+    #[arg(long, env = "MARKETPLACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Settings for tests: both listeners on a free loopback port, pointing
+    /// at recommendations on `upstream`.
+    pub fn for_tests(upstream: SocketAddr) -> Self {
+        Self::parse_from([
+            "marketplace".to_owned(),
+            "--listen=127.0.0.1:0".to_owned(),
+            "--admin-listen=127.0.0.1:0".to_owned(),
+            format!("--recommendations-host={}", upstream.ip()),
+            format!("--recommendations-port={}", upstream.port()),
+            "--drain-timeout=5s".to_owned(),
+        ])
+    }
+
+    /// The recommendations endpoint URI, `http://host:port` (IPv6 literals
+    /// bracketed).
+    pub fn recommendations_uri(&self) -> String {
+        let host = &self.recommendations_host;
+        if host.contains(':') && !host.starts_with('[') {
+            format!("http://[{host}]:{}", self.recommendations_port)
+        } else {
+            format!("http://{host}:{}", self.recommendations_port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_tutorials_and_the_documented_ones() {
+        let settings = Settings::try_parse_from(["marketplace"]).expect("defaults parse");
+
+        assert_eq!(settings.listen.to_string(), "0.0.0.0:5000");
+        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:9050");
+        assert_eq!(settings.recommendations_uri(), "http://localhost:50051");
+        assert_eq!(settings.rpc_timeout, Duration::from_secs(1));
+        assert_eq!(settings.drain_timeout, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        let settings = Settings::try_parse_from(["marketplace", "--recommendations-host=::1"])
+            .expect("parses");
+
+        assert_eq!(settings.recommendations_uri(), "http://[::1]:50051");
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Settings::command().debug_assert();
+    }
+}

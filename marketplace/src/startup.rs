@@ -1,0 +1,133 @@
+//! Building and running the web app: the channel, the routes, the listeners
+//! and the shutdown sequence.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use axum::{Router, serve::ListenerExt as _};
+use operations::{
+    AdminServer, Readiness,
+    metrics::{RpcMetrics, Side},
+    shutdown,
+};
+use prometheus_client::{metrics::family::Family, registry::Registry};
+use tokio::net::TcpListener;
+
+use crate::{
+    client::Recommendations,
+    middleware::observe::HttpMetrics,
+    routes::{self, AppState},
+    settings::Settings,
+};
+
+/// The marketplace with its channel created and both listeners bound, so
+/// that port 0 works and [`Application::local_addr`] tells where.
+#[derive(Debug)]
+pub struct Application {
+    settings: Settings,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    admin: AdminServer,
+    readiness: Readiness,
+}
+
+impl Application {
+    /// Creates the one channel to recommendations (lazily: it connects on
+    /// first use) and binds the web and admin listeners.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let mut registry = Registry::default();
+        let rpc_metrics = RpcMetrics::register(&mut registry, Side::Client);
+        let http_metrics = HttpMetrics::register(&mut registry);
+        let degraded = Family::default();
+        registry.register(
+            "marketplace_degraded_pages",
+            "Pages rendered without recommendations because the call failed",
+            degraded.clone(),
+        );
+
+        let recommendations = Recommendations::connect_lazy(&settings, rpc_metrics)?;
+        let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
+
+        let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+            format!(
+                "cannot bind the web listener on {} (--listen)",
+                settings.listen
+            )
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .context("reading the web listener's address")?;
+        let readiness = Readiness::new();
+        let admin =
+            AdminServer::bind(settings.admin_listen, Arc::new(registry), readiness.clone()).await?;
+        Ok(Self {
+            settings,
+            listener,
+            local_addr,
+            router,
+            admin,
+            readiness,
+        })
+    }
+
+    /// The address the web listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address the admin listener is bound to.
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// The router, for tests that call handlers in process.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then: /readyz turns 503, the
+    /// listener closes, requests in flight finish (for at most the drain
+    /// timeout), and the admin listener stops last.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let admin_addr = self.admin.local_addr()?;
+        let admin = self.admin.spawn();
+        let (stop, stopped) = shutdown::trigger();
+        // Small pages must not wait for Nagle: set TCP_NODELAY on every
+        // accepted socket (axum does not by default).
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(cause = %err, "cannot set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, self.router).with_graceful_shutdown(stopped);
+        tracing::info!(
+            http = %self.local_addr,
+            admin = %admin_addr,
+            recommendations = %self.settings.recommendations_uri(),
+            "serving"
+        );
+
+        let readiness = self.readiness;
+        let going_away = async move {
+            readiness.set_not_ready();
+            tracing::info!("readiness is 503; draining requests in flight");
+        };
+        let served = shutdown::run_until_stopped(
+            "http",
+            server.into_future(),
+            shutdown,
+            going_away,
+            stop,
+            self.settings.drain_timeout,
+        )
+        .await;
+        admin.stop().await?;
+        served.context("the web server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,157 @@
+//! The client-side deadline: every call gets one, and the server hears of it.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use http::{HeaderValue, Request};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tonic::Status;
+use tower::{Layer, Service};
+
+use super::BoxError;
+
+/// Gives every call a deadline: sends it as `grpc-timeout` (so the server
+/// stops working on a call nobody waits for any more) unless the caller set
+/// a shorter one, and fails the call with DEADLINE_EXCEEDED when the
+/// response has not arrived in time.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadlineLayer {
+    timeout: Duration,
+}
+
+impl DeadlineLayer {
+    /// A deadline of `timeout` per call.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            timeout: self.timeout,
+            header: grpc_timeout(self.timeout),
+        }
+    }
+}
+
+/// See [`DeadlineLayer`].
+#[derive(Clone, Debug)]
+pub struct Deadline<S> {
+    inner: S,
+    timeout: Duration,
+    header: HeaderValue,
+}
+
+/// `grpc-timeout` in milliseconds ("1000m"), rounded up so that a deadline
+/// is never announced shorter than it is.
+fn grpc_timeout(timeout: Duration) -> HeaderValue {
+    let millis = timeout.as_nanos().div_ceil(1_000_000).clamp(1, 99_999_999);
+    HeaderValue::from_str(&format!("{millis}m")).unwrap_or(HeaderValue::from_static("99999999m"))
+}
+
+impl<S, B> Service<Request<B>> for Deadline<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = DeadlineFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // A caller's own, shorter deadline (Request::set_timeout) wins on
+        // the wire; ours still bounds the wait here.
+        request
+            .headers_mut()
+            .entry("grpc-timeout")
+            .or_insert_with(|| self.header.clone());
+        DeadlineFuture {
+            inner: self.inner.call(request),
+            sleep: tokio::time::sleep(self.timeout),
+            timeout: self.timeout,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Deadline`].
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        sleep: Sleep,
+        timeout: Duration,
+    }
+}
+
+impl<F, T, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        ready!(this.sleep.poll(cx));
+        let message = format!("no response within the {:?} deadline", this.timeout);
+        Poll::Ready(Err(Box::new(Status::deadline_exceeded(message))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_is_announced_in_milliseconds_rounded_up() {
+        assert_eq!(grpc_timeout(Duration::from_secs(1)), "1000m");
+        assert_eq!(grpc_timeout(Duration::from_micros(1500)), "2m");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_without_an_answer_fails_with_deadline_exceeded() {
+        let service = tower::service_fn(|_request: Request<()>| {
+            std::future::pending::<Result<(), BoxError>>()
+        });
+        let mut service = DeadlineLayer::new(Duration::from_millis(100)).layer(service);
+
+        let error = service.call(Request::new(())).await.expect_err("times out");
+
+        let status = error.downcast_ref::<Status>().expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    }
+
+    #[tokio::test]
+    async fn the_deadline_is_sent_unless_the_caller_set_one() {
+        let echo = tower::service_fn(|request: Request<()>| async move {
+            Ok::<_, BoxError>(request.headers().get("grpc-timeout").cloned())
+        });
+        let mut service = DeadlineLayer::new(Duration::from_secs(1)).layer(echo);
+        let mut own = Request::new(());
+        own.headers_mut()
+            .insert("grpc-timeout", HeaderValue::from_static("50m"));
+
+        let sent = service.call(Request::new(())).await.expect("ok");
+        let kept = service.call(own).await.expect("ok");
+
+        assert_eq!(sent, Some(HeaderValue::from_static("1000m")));
+        assert_eq!(kept, Some(HeaderValue::from_static("50m")));
+    }
+}
