@@ -1,0 +1,77 @@
+//! When recommendations is down or slow, pages still render (200) with a
+//! notice, and the site recovers by itself when it comes back.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::helpers::{Upstream, admin_get, book_titles, free_addr, get, marketplace};
+
+const NOTICE: &str =
+    r#"<p class="notice" role="status">Recommendations are unavailable right now."#;
+
+#[tokio::test]
+async fn with_recommendations_down_the_homepage_renders_a_notice() {
+    let nobody = free_addr();
+    let (router, admin) = marketplace(nobody, Duration::from_secs(1)).await;
+
+    let (response, html) = get(&router, "/").await;
+    let (browse, browse_html) = get(&router, "/category/mystery/books").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(html.contains(NOTICE), "{html}");
+    assert!(html.contains("<title>Online Books For You</title>"));
+    assert_eq!(html.matches("<li>").count(), 0, "{html}");
+    assert_eq!(browse.status(), StatusCode::OK);
+    assert!(
+        browse_html.contains("The catalog is unavailable right now."),
+        "{browse_html}"
+    );
+    let metrics = admin_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"marketplace_degraded_pages_total{page="home"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"code="UNAVAILABLE"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
+    // Accepts connections and never answers: only the deadline ends the call.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = silent.local_addr().expect("bound");
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let (router, admin) = marketplace(addr, Duration::from_millis(300)).await;
+
+    let (response, html) = get(&router, "/").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(html.contains(NOTICE), "{html}");
+    let metrics = admin_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"code="DEADLINE_EXCEEDED"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_site_recovers_when_recommendations_comes_back() {
+    let addr = free_addr();
+    let (router, _) = marketplace(addr, Duration::from_secs(1)).await;
+    let (_, before) = get(&router, "/").await;
+    assert!(before.contains(NOTICE), "{before}");
+
+    let _upstream = Upstream::start_on(addr, None).await;
+    let (response, after) = get(&router, "/").await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!after.contains(NOTICE), "{after}");
+    assert_eq!(book_titles(&after).len(), 3, "{after}");
+}

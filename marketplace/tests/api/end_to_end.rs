@@ -1,0 +1,114 @@
+//! Both real binaries as processes: the homepage over TCP (the tutorial's
+//! integration test), then SIGTERM, and both exit 0.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, ChildStdout, Command, Stdio},
+};
+
+/// A child process, killed if the test fails first.
+struct Process {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Process {
+    fn start(binary: &PathBuf, args: &[&str]) -> Self {
+        let mut child = Command::new(binary)
+            .args(args)
+            .arg("--log-format=json")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Self { child, stdout }
+    }
+
+    /// Reads log lines until the "serving" event and returns its `field`.
+    fn serving(&mut self, field: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = self.stdout.read_line(&mut line).expect("readable stdout");
+            assert!(read > 0, "the process exited before serving");
+            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
+            if event["message"] == "serving" {
+                return event[field].as_str().expect("an address").to_owned();
+            }
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.child.wait().expect("the process ends").code()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The recommendations binary of this workspace, built if needed.
+fn recommendations_binary() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "recommendations",
+            "--bin",
+            "recommendations",
+        ])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cannot build recommendations");
+    let marketplace = PathBuf::from(env!("CARGO_BIN_EXE_marketplace"));
+    marketplace.with_file_name("recommendations")
+}
+
+#[tokio::test]
+async fn both_binaries_serve_the_homepage_and_exit_cleanly_on_sigterm() {
+    let mut recommendations = Process::start(
+        &recommendations_binary(),
+        &["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"],
+    );
+    let grpc = recommendations.serving("grpc");
+    let (host, port) = grpc.rsplit_once(':').expect("host:port");
+    let mut marketplace = Process::start(
+        &PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
+        &[
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+            &format!("--recommendations-host={host}"),
+            &format!("--recommendations-port={port}"),
+        ],
+    );
+    let http = marketplace.serving("http");
+
+    let homepage = reqwest::get(format!("http://{http}/"))
+        .await
+        .expect("the homepage answers")
+        .text()
+        .await
+        .expect("HTML");
+
+    assert!(
+        homepage.contains("<title>Online Books For You</title>"),
+        "{homepage}"
+    );
+    // The tutorial's own assertion, word for word: `count("<li>") == 3`.
+    assert_eq!(homepage.matches("<li>").count(), 3, "{homepage}");
+    assert_eq!(marketplace.terminate(), Some(0));
+    assert_eq!(recommendations.terminate(), Some(0));
+}

@@ -1,0 +1,119 @@
+//! A real recommendations server on port 0, and a marketplace wired to it.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use axum::{Router, body::Body};
+use http::{Request, Response};
+use http_body_util::BodyExt as _;
+use marketplace::Settings;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tower::ServiceExt as _;
+
+/// A recommendations server running in this process.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Upstream {
+    pub async fn start(catalog: Option<PathBuf>) -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("valid"), catalog).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, catalog: Option<PathBuf>) -> Self {
+        let settings = recommendations::Settings {
+            listen: addr,
+            catalog,
+            ..recommendations::Settings::for_tests()
+        };
+        let app = recommendations::Application::build(settings)
+            .await
+            .expect("recommendations builds");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// The marketplace's router, wired to recommendations at `upstream`.
+pub async fn marketplace(upstream: SocketAddr, rpc_timeout: Duration) -> (Router, SocketAddr) {
+    let settings = Settings {
+        rpc_timeout,
+        ..Settings::for_tests(upstream)
+    };
+    let app = marketplace::Application::build(settings)
+        .await
+        .expect("marketplace builds");
+    let admin = app.admin_addr().expect("bound");
+    let router = app.router();
+    // The admin listener serves the registry the router records into.
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    (router, admin)
+}
+
+/// GET `path` through the router, in process: (response, body).
+pub async fn get(router: &Router, path: &str) -> (Response<()>, String) {
+    let request = Request::get(path)
+        .body(Body::empty())
+        .expect("a valid request");
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("a complete body").to_bytes();
+    let body = String::from_utf8(bytes.to_vec()).expect("UTF-8");
+    (Response::from_parts(parts, ()), body)
+}
+
+/// GET on an admin listener.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> String {
+    reqwest::get(format!("http://{admin}{path}"))
+        .await
+        .expect("the admin listener answers")
+        .text()
+        .await
+        .expect("a text body")
+}
+
+/// A free loopback address, released for a server to bind later.
+pub fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("bound")
+}
+
+/// A CSV catalog in a temp file.
+pub fn catalog(rows: &[&str]) -> tempfile::TempPath {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .suffix(".csv")
+        .tempfile()
+        .expect("a temp file");
+    writeln!(file, "id,title,author,category").expect("write");
+    for row in rows {
+        writeln!(file, "{row}").expect("write");
+    }
+    file.into_temp_path()
+}
+
+/// The titles of the book cards of a page.
+pub fn book_titles(html: &str) -> Vec<&str> {
+    html.split(r#"<p class="book-title">"#)
+        .skip(1)
+        .filter_map(|rest| rest.split("</p>").next())
+        .collect()
+}

@@ -1,0 +1,8 @@
+//! Integration tests: pages rendered from a real recommendations server,
+//! degraded mode and recovery, and both binaries end to end.
+
+mod degraded;
+mod end_to_end;
+mod helpers;
+mod pages;
+mod shutdown;

@@ -1,0 +1,76 @@
+//! Graceful shutdown: readiness flips first, requests in flight finish.
+
+use std::time::Duration;
+
+use marketplace::{Application, Settings};
+use tokio::sync::oneshot;
+
+use crate::helpers::admin_get;
+
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_completes_while_readiness_is_503() {
+    // Arrange: recommendations accepts connections and never answers, so a
+    // page stays in flight until the 2 s deadline.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let upstream = silent.local_addr().expect("bound");
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let settings = Settings {
+        rpc_timeout: Duration::from_secs(2),
+        ..Settings::for_tests(upstream)
+    };
+    let app = Application::build(settings).await.expect("builds");
+    let (web, admin) = (app.local_addr(), app.admin_addr().expect("bound"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let page = tokio::spawn(reqwest::get(format!("http://{web}/")));
+    for _ in 0..200 {
+        if admin_get(admin, "/metrics")
+            .await
+            .contains("grpc_client_requests_in_flight 1")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        admin_get(admin, "/metrics")
+            .await
+            .contains("grpc_client_requests_in_flight 1")
+    );
+
+    // Act: shutdown begins while the page is in flight.
+    let _ = stop.send(());
+
+    // Assert: readiness is 503 at once, and the page still completes.
+    let mut ready = String::new();
+    for _ in 0..200 {
+        ready = admin_get(admin, "/readyz").await;
+        if ready == "shutting down\n" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(ready, "shutting down\n");
+    let response = page.await.expect("no panic").expect("the page completes");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("HTML")
+            .contains("Recommendations are unavailable")
+    );
+    server
+        .await
+        .expect("no panic")
+        .expect("a clean exit after the drain");
+}
