@@ -1,0 +1,98 @@
+//! Developer tasks. `cargo dev` (an alias for `cargo xtask dev`) builds both
+//! services in release mode and runs them side by side with their default
+//! settings: the bookstore at http://localhost:5000, recommendations on
+//! :50051. Ctrl-C stops both cleanly; if either exits, the other is stopped.
+#![forbid(unsafe_code)]
+
+use std::process::{ExitCode, Stdio};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("dev") => dev().await,
+        _ => Err(anyhow::anyhow!("usage: cargo xtask dev")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dev() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let built = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "recommendations",
+            "-p",
+            "marketplace",
+        ])
+        .status()
+        .await
+        .context("running cargo build")?;
+    if !built.success() {
+        bail!("the build failed");
+    }
+
+    let binaries = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+    let mut recommendations = start(&binaries.join("recommendations"))?;
+    let mut marketplace = start(&binaries.join("marketplace"))?;
+    eprintln!("\nOnline Books For You: http://localhost:5000  (Ctrl-C stops both services)\n");
+
+    // Ctrl-C in a terminal reaches both children too; SIGTERM makes sure of
+    // it when xtask alone was signalled.
+    let first_exit = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        status = recommendations.wait() => Some(("recommendations", status)),
+        status = marketplace.wait() => Some(("marketplace", status)),
+    };
+    terminate(&recommendations).await;
+    terminate(&marketplace).await;
+    let recommendations = recommendations
+        .wait()
+        .await
+        .context("waiting for recommendations")?;
+    let marketplace = marketplace
+        .wait()
+        .await
+        .context("waiting for marketplace")?;
+    if let Some((name, status)) = first_exit {
+        bail!(
+            "{name} exited on its own ({})",
+            status.map_or_else(|e| e.to_string(), |s| s.to_string())
+        );
+    }
+    if !recommendations.success() || !marketplace.success() {
+        bail!(
+            "shutdown was not clean: recommendations {recommendations}, marketplace {marketplace}"
+        );
+    }
+    eprintln!("both services stopped cleanly");
+    Ok(())
+}
+
+fn start(binary: &std::path::Path) -> anyhow::Result<Child> {
+    Command::new(binary)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
+}
+
+/// Sends SIGTERM (a graceful stop) to a child that is still running.
+async fn terminate(child: &Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+}
