@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::helpers::{Upstream, admin_get, book_titles, free_addr, get, marketplace};
+use crate::helpers::{
+    Upstream, admin_get, book_titles, free_addr, get, marketplace, silent_upstream,
+};
 
 const NOTICE: &str =
     r#"<p class="notice" role="status">Recommendations are unavailable right now."#;
@@ -37,17 +39,7 @@ async fn with_recommendations_down_the_homepage_renders_a_notice() {
 
 #[tokio::test]
 async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
-    // Accepts connections and never answers: only the deadline ends the call.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let addr = silent.local_addr().expect("bound");
-    let _held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            open.push(socket);
-        }
-    });
+    let addr = silent_upstream().await;
     let (router, admin) = marketplace(addr, Duration::from_millis(300)).await;
 
     let (response, html) = get(&router, "/").await;

@@ -117,3 +117,19 @@ pub fn book_titles(html: &str) -> Vec<&str> {
         .filter_map(|rest| rest.split("</p>").next())
         .collect()
 }
+
+/// An address that accepts TCP connections and never answers: only a
+/// deadline ends a call to it. The listener lives until the test ends.
+pub async fn silent_upstream() -> SocketAddr {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = silent.local_addr().expect("bound");
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    addr
+}

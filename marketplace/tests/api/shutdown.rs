@@ -5,22 +5,13 @@ use std::time::Duration;
 use marketplace::{Application, Settings};
 use tokio::sync::oneshot;
 
-use crate::helpers::admin_get;
+use crate::helpers::{admin_get, silent_upstream};
 
 #[tokio::test]
 async fn a_request_in_flight_at_shutdown_completes_while_readiness_is_503() {
     // Arrange: recommendations accepts connections and never answers, so a
     // page stays in flight until the 2 s deadline.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let upstream = silent.local_addr().expect("bound");
-    let _held = tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((socket, _)) = silent.accept().await {
-            open.push(socket);
-        }
-    });
+    let upstream = silent_upstream().await;
     let settings = Settings {
         rpc_timeout: Duration::from_secs(2),
         ..Settings::for_tests(upstream)
