@@ -10,5 +10,5 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 
-pub use settings::Settings;
+pub use settings::{Cli, Command, Settings};
 pub use startup::Application;

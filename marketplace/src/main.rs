@@ -1,15 +1,22 @@
 //! The `marketplace` binary: parse settings, start logging, build, run.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use marketplace::{Application, Settings};
+use marketplace::{Application, Cli, Command, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = Settings::parse();
-    match run(settings).await {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.settings).await,
+        Some(Command::Healthcheck) => {
+            let addr = operations::admin::local_probe_address(cli.settings.admin_listen);
+            operations::admin::probe(addr, "/healthz", Duration::from_secs(3)).await
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("marketplace: error: {err:#}");

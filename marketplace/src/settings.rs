@@ -3,15 +3,35 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use operations::LogFormat;
 
 /// The Online Books For You web app. Renders the bookstore's pages from the
 /// recommendations service, reached over one long-lived gRPC channel shared
 /// by every request; serves /metrics, /healthz and /readyz on an admin
 /// listener of its own.
-#[derive(Clone, Debug, Parser)]
+#[derive(Debug, Parser)]
 #[command(name = "marketplace", version)]
+pub struct Cli {
+    /// What to do; without a command, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The web app's settings (the health check uses them too).
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The commands besides serving.
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if /healthz on --admin-listen answers 200, 1 otherwise (for
+    /// container HEALTHCHECKs; needs no curl).
+    Healthcheck,
+}
+
+/// The web app's settings.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "marketplace")]
 pub struct Settings {
     /// Address of the web listener.
     #[arg(long, env = "MARKETPLACE_LISTEN", default_value = "0.0.0.0:5000")]
@@ -96,6 +116,6 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
-        Settings::command().debug_assert();
+        Cli::command().debug_assert();
     }
 }

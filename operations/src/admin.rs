@@ -161,3 +161,92 @@ impl AdminHandle {
             .context("the admin listener failed")
     }
 }
+
+/// The address to probe a listener bound to `listen` at: the same port on
+/// loopback when it is bound to every interface.
+pub fn local_probe_address(listen: SocketAddr) -> SocketAddr {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    SocketAddr::new(ip, listen.port())
+}
+
+/// GETs `path` on `addr` with plain HTTP/1.1 and succeeds on a 200, for
+/// container health checks (the runtime images hold no curl). Fails with
+/// what went wrong, within `timeout`.
+pub async fn probe(
+    addr: SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 64];
+        let read = stream.read(&mut head).await?;
+        Ok::<_, io::Error>(String::from_utf8_lossy(&head[..read]).into_owned())
+    };
+    let head = tokio::time::timeout(timeout, exchange)
+        .await
+        .with_context(|| format!("no answer from http://{addr}{path} within {timeout:?}"))?
+        .with_context(|| format!("cannot GET http://{addr}{path}"))?;
+    let status = head.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status.starts_with("HTTP/1.1 200"),
+        "http://{addr}{path} answered {status:?}"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn probes_go_to_loopback_for_wildcard_listeners() {
+        assert_eq!(
+            local_probe_address("0.0.0.0:9050".parse().expect("valid")).to_string(),
+            "127.0.0.1:9050"
+        );
+        assert_eq!(
+            local_probe_address("[::]:1".parse().expect("valid")).to_string(),
+            "[::1]:1"
+        );
+        assert_eq!(
+            local_probe_address("10.1.2.3:7".parse().expect("valid")).to_string(),
+            "10.1.2.3:7"
+        );
+    }
+
+    #[tokio::test]
+    async fn probe_succeeds_on_200_and_fails_on_503() {
+        let readiness = Readiness::new();
+        let server = AdminServer::bind(
+            "127.0.0.1:0".parse().expect("valid"),
+            Arc::default(),
+            readiness.clone(),
+        )
+        .await
+        .expect("bound");
+        let addr = server.local_addr().expect("bound");
+        let handle = server.spawn();
+        let timeout = Duration::from_secs(5);
+
+        probe(addr, "/readyz", timeout).await.expect("ready");
+        readiness.set_not_ready();
+        let error = probe(addr, "/readyz", timeout).await.expect_err("503");
+
+        assert!(error.to_string().contains("503"), "{error}");
+        handle.stop().await.expect("clean stop");
+        assert!(
+            probe(addr, "/healthz", timeout).await.is_err(),
+            "nothing listens any more"
+        );
+    }
+}

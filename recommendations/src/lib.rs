@@ -6,10 +6,11 @@
 pub mod api;
 pub mod catalog;
 pub mod error;
+pub mod healthcheck;
 pub mod middleware;
 pub mod settings;
 pub mod startup;
 
 pub use catalog::{Book, Catalog, Category};
-pub use settings::Settings;
+pub use settings::{Cli, Command, Settings};
 pub use startup::Application;

@@ -1,15 +1,22 @@
 //! The `recommendations` binary: parse settings, start logging, build, run.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
 use clap::Parser;
-use recommendations::{Application, Settings};
+use recommendations::{Application, Cli, Command, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = Settings::parse();
-    match run(settings).await {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.settings).await,
+        Some(Command::Healthcheck) => {
+            let addr = operations::admin::local_probe_address(cli.settings.listen);
+            recommendations::healthcheck::check(addr, Duration::from_secs(3)).await
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` prints the whole chain on one line: what we were doing,

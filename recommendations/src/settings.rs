@@ -3,15 +3,35 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use operations::LogFormat;
 
 /// Recommends books by category over gRPC (the bookstore's Recommendations
 /// service). Serves the versioned bookstore.recommendations.v1 API and the
 /// tutorial's original `Recommendations` contract side by side, with gRPC
 /// health and reflection, and an admin HTTP listener for /metrics.
-#[derive(Clone, Debug, Parser)]
+#[derive(Debug, Parser)]
 #[command(name = "recommendations", version)]
+pub struct Cli {
+    /// What to do; without a command, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The server's settings (the health check uses them too).
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// The commands besides serving.
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum Command {
+    /// Exit 0 if the server on --listen reports SERVING over gRPC health, 1
+    /// otherwise (for container HEALTHCHECKs; needs no curl or grpcurl).
+    Healthcheck,
+}
+
+/// The server's settings.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "recommendations")]
 pub struct Settings {
     /// Address of the gRPC listener.
     #[arg(long, env = "RECOMMENDATIONS_LISTEN", default_value = "0.0.0.0:50051")]
@@ -82,6 +102,16 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         use clap::CommandFactory;
-        Settings::command().debug_assert();
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn healthcheck_is_a_subcommand_that_reads_the_same_settings() {
+        let cli =
+            Cli::try_parse_from(["recommendations", "--listen=127.0.0.1:6000", "healthcheck"])
+                .expect("parses");
+
+        assert!(matches!(cli.command, Some(Command::Healthcheck)));
+        assert_eq!(cli.settings.listen.port(), 6000);
     }
 }

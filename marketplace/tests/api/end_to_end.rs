@@ -25,8 +25,8 @@ impl Process {
         Self { child, stdout }
     }
 
-    /// Reads log lines until the "serving" event and returns its `field`.
-    fn serving(&mut self, field: &str) -> String {
+    /// Reads log lines until the "serving" event and returns it.
+    fn serving(&mut self) -> serde_json::Value {
         let mut line = String::new();
         loop {
             line.clear();
@@ -34,7 +34,7 @@ impl Process {
             assert!(read > 0, "the process exited before serving");
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
             if event["message"] == "serving" {
-                return event[field].as_str().expect("an address").to_owned();
+                return event;
             }
         }
     }
@@ -77,16 +77,31 @@ fn recommendations_binary() -> PathBuf {
     marketplace.with_file_name("recommendations")
 }
 
+/// Runs `binary healthcheck` with `flag` and returns whether it passed.
+fn healthcheck(binary: &PathBuf, flag: &str) -> bool {
+    Command::new(binary)
+        .args([flag, "healthcheck"])
+        .stderr(Stdio::null())
+        .status()
+        .expect("the binary runs")
+        .success()
+}
+
 #[tokio::test]
 async fn both_binaries_serve_the_homepage_and_exit_cleanly_on_sigterm() {
+    let recommendations_bin = recommendations_binary();
+    let marketplace_bin = PathBuf::from(env!("CARGO_BIN_EXE_marketplace"));
     let mut recommendations = Process::start(
-        &recommendations_binary(),
+        &recommendations_bin,
         &["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"],
     );
-    let grpc = recommendations.serving("grpc");
+    let grpc = recommendations.serving()["grpc"]
+        .as_str()
+        .expect("an address")
+        .to_owned();
     let (host, port) = grpc.rsplit_once(':').expect("host:port");
     let mut marketplace = Process::start(
-        &PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
+        &marketplace_bin,
         &[
             "--listen=127.0.0.1:0",
             "--admin-listen=127.0.0.1:0",
@@ -94,7 +109,9 @@ async fn both_binaries_serve_the_homepage_and_exit_cleanly_on_sigterm() {
             &format!("--recommendations-port={port}"),
         ],
     );
-    let http = marketplace.serving("http");
+    let serving = marketplace.serving();
+    let http = serving["http"].as_str().expect("an address").to_owned();
+    let admin = serving["admin"].as_str().expect("an address").to_owned();
 
     let homepage = reqwest::get(format!("http://{http}/"))
         .await
@@ -109,6 +126,23 @@ async fn both_binaries_serve_the_homepage_and_exit_cleanly_on_sigterm() {
     );
     // The tutorial's own assertion, word for word: `count("<li>") == 3`.
     assert_eq!(homepage.matches("<li>").count(), 3, "{homepage}");
+    // The containers' health checks: the binaries' own subcommands.
+    assert!(healthcheck(
+        &recommendations_bin,
+        &format!("--listen={grpc}")
+    ));
+    assert!(healthcheck(
+        &marketplace_bin,
+        &format!("--admin-listen={admin}")
+    ));
     assert_eq!(marketplace.terminate(), Some(0));
     assert_eq!(recommendations.terminate(), Some(0));
+    assert!(!healthcheck(
+        &recommendations_bin,
+        &format!("--listen={grpc}")
+    ));
+    assert!(!healthcheck(
+        &marketplace_bin,
+        &format!("--admin-listen={admin}")
+    ));
 }

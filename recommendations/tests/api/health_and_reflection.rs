@@ -124,3 +124,20 @@ async fn metrics_are_not_served_on_the_grpc_port() {
         assert!(!body.contains("grpc_server_requests"), "{body}");
     }
 }
+
+#[tokio::test]
+async fn the_healthcheck_passes_against_a_serving_server_and_fails_without_one() {
+    let app = spawn_app().await;
+    let timeout = std::time::Duration::from_secs(5);
+
+    recommendations::healthcheck::check(app.addr, timeout)
+        .await
+        .expect("SERVING");
+    let addr = app.addr;
+    app.stop().await.expect("a clean exit");
+    let error = recommendations::healthcheck::check(addr, timeout)
+        .await
+        .expect_err("nothing listens");
+
+    assert!(format!("{error:#}").contains("cannot connect"), "{error:#}");
+}
