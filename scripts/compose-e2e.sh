@@ -87,7 +87,7 @@ build_stand_ins() {
     # Containers reach the registries through the same TLS-inspecting proxy as
     # this machine: trust the CA certificates added here, as Debian does.
     cp /usr/local/share/ca-certificates/*.crt "$builder/usr/local/share/ca-certificates/" 2>/dev/null || true
-    chroot "$builder" update-ca-certificates >/dev/null
+    chroot "$builder" update-ca-certificates >/dev/null 2>&1
     local sysroot
     sysroot=$(rustc --print sysroot)
     mkdir -p "$builder/usr/local/cargo"
@@ -181,7 +181,8 @@ for id in "${ids[@]}"; do
     name=$(docker inspect --format '{{.Name}}' "$id")
     code=$(docker inspect --format '{{.State.ExitCode}}' "$id")
     [ "$code" -eq 0 ] || { docker logs "$id" >&2; fail "$name exited with $code"; }
-    docker logs "$id" 2>&1 | grep -q 'drained' || { docker logs "$id" >&2; fail "$name did not drain"; }
+    logs=$(docker logs "$id" 2>&1)
+    grep -q 'drained' <<<"$logs" || { printf '%s\n' "$logs" >&2; fail "$name did not drain"; }
     log "$name drained and exited 0"
 done
 log "PASSED"
