@@ -1,0 +1,245 @@
+"""Contract test: kubernetes.yaml and docker-compose.yaml against the binaries.
+
+Fails when the manifests disagree with what the binaries actually do: the
+settings they read (asked from `--help`, never from a list kept here), the
+ports they listen on, the probe paths their admin listeners serve (asked by
+starting them), the drain timeout against the grace periods, and the images'
+user against the securityContext. Run by .ci/run: `pytest contract/`, after
+`cargo build --release -p recommendations -p marketplace`.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RELEASE = ROOT / "target" / "release"
+SERVICES = ["recommendations", "marketplace"]
+# Which setting holds which listener, per binary (names checked against --help below).
+LISTEN = {"recommendations": "RECOMMENDATIONS_LISTEN", "marketplace": "MARKETPLACE_LISTEN"}
+ADMIN = {"recommendations": "RECOMMENDATIONS_ADMIN_LISTEN", "marketplace": "MARKETPLACE_ADMIN_LISTEN"}
+DRAIN = {"recommendations": "RECOMMENDATIONS_DRAIN_TIMEOUT", "marketplace": "MARKETPLACE_DRAIN_TIMEOUT"}
+
+
+def binary(service):
+    return RELEASE / service
+
+
+def settings_of(service):
+    """{env var: default or None}, as the binary's --help lists them."""
+    help_text = subprocess.run(
+        [binary(service), "--help"], capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]}
+    ).stdout
+    settings, current = {}, None
+    for line in help_text.splitlines():
+        if re.match(r"^\s+(-\w, )?--[\w-]+", line):
+            current = None
+        if match := re.search(r"\[env: (\w+)=", line):
+            current = match.group(1)
+            settings[current] = None
+        elif (match := re.search(r"\[default: (.+)\]", line)) and current:
+            settings[current] = match.group(1)
+    assert settings, f"no settings found in {service} --help"
+    return settings
+
+
+def seconds(duration):
+    """'25s', '500ms', '1m' -> seconds."""
+    match = re.fullmatch(r"(\d+)(ms|s|m)", str(duration).strip())
+    assert match, f"unparsed duration {duration!r}"
+    value, unit = int(match.group(1)), match.group(2)
+    return {"ms": value / 1000, "s": value, "m": value * 60}[unit]
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def kubernetes():
+    with open(ROOT / "kubernetes.yaml") as file:
+        documents = [d for d in yaml.safe_load_all(file) if d]
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+
+@pytest.fixture(scope="module")
+def compose():
+    with open(ROOT / "docker-compose.yaml") as file:
+        return yaml.safe_load(file)
+
+
+def pod(kubernetes, service):
+    return kubernetes[("Deployment", service)]["spec"]["template"]
+
+
+def container(kubernetes, service):
+    containers = pod(kubernetes, service)["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def kubernetes_env(kubernetes, service):
+    """Every variable the manifest sets for the service's container."""
+    spec = container(kubernetes, service)
+    env = {item["name"]: item.get("value") for item in spec.get("env", [])}
+    for source in spec.get("envFrom", []):
+        config_map = kubernetes[("ConfigMap", source["configMapRef"]["name"])]
+        env.update(config_map.get("data", {}))
+    return env
+
+
+def effective(service, env):
+    settings = settings_of(service)
+    return {**settings, **env}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_variable_kubernetes_sets_is_read_by_the_binary(kubernetes, service):
+    unknown = set(kubernetes_env(kubernetes, service)) - set(settings_of(service))
+    assert not unknown, f"{service} does not read {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_variable_compose_sets_is_read_by_the_binary(compose, service):
+    env = compose["services"][service].get("environment", {})
+    unknown = set(env) - set(settings_of(service))
+    assert not unknown, f"{service} does not read {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_container_ports_are_the_ports_the_binary_listens_on(kubernetes, service):
+    settings = effective(service, kubernetes_env(kubernetes, service))
+    ports = {p["name"]: p["containerPort"] for p in container(kubernetes, service)["ports"]}
+    main = "grpc" if service == "recommendations" else "http"
+
+    assert ports[main] == port_of(settings[LISTEN[service]])
+    assert ports["admin"] == port_of(settings[ADMIN[service]])
+    annotations = pod(kubernetes, service)["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == ports["admin"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_publishes_the_ports_the_binary_listens_on(compose, service):
+    settings = effective(service, compose["services"][service].get("environment", {}))
+    published = [int(str(p).rsplit(":", 1)[1]) for p in compose["services"][service]["ports"]]
+
+    assert published == [port_of(settings[LISTEN[service]])]
+
+
+def test_services_point_at_named_container_ports(kubernetes):
+    for service in SERVICES:
+        names = {p["name"] for p in container(kubernetes, service)["ports"]}
+        for port in kubernetes[("Service", service)]["spec"]["ports"]:
+            assert port["targetPort"] in names, f"Service {service} targets {port['targetPort']}"
+    headless = kubernetes[("Service", "recommendations")]["spec"]
+    assert headless["clusterIP"] == "None"
+    assert headless["ports"][0]["name"] == "grpc"
+
+
+def test_marketplace_reaches_recommendations_through_its_service(kubernetes):
+    env = kubernetes_env(kubernetes, "marketplace")
+    host = env["RECOMMENDATIONS_HOST"].split(".")[0]
+    settings = effective("recommendations", kubernetes_env(kubernetes, "recommendations"))
+
+    assert ("Service", host) in kubernetes
+    assert int(env["RECOMMENDATIONS_PORT"]) == port_of(settings["RECOMMENDATIONS_LISTEN"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_grace_periods_outlast_the_drain(kubernetes, compose, service):
+    drain = seconds(effective(service, kubernetes_env(kubernetes, service))[DRAIN[service]])
+    spec = pod(kubernetes, service)["spec"]
+    pause = container(kubernetes, service)["lifecycle"]["preStop"]["sleep"]["seconds"]
+
+    assert spec["terminationGracePeriodSeconds"] > pause + drain
+    compose_drain = seconds(effective(service, compose["services"][service].get("environment", {}))[DRAIN[service]])
+    assert seconds(compose["services"][service]["stop_grace_period"]) > compose_drain
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_pod_runs_as_the_images_user(kubernetes, service):
+    dockerfile = (ROOT / f"Dockerfile.{service}").read_text()
+    uid, gid = map(int, re.findall(r"^USER (\d+):(\d+)$", dockerfile, re.M)[-1])
+
+    for context in [pod(kubernetes, service)["spec"]["securityContext"], container(kubernetes, service)["securityContext"]]:
+        assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid)
+        assert context["runAsNonRoot"] is True
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_kubernetes_and_compose_run_the_same_image(kubernetes, compose, service):
+    assert container(kubernetes, service)["image"] == compose["services"][service]["image"]
+
+
+class Running:
+    """The binary on free loopback ports; stopped with SIGTERM."""
+
+    def __init__(self, service, *args):
+        self.process = subprocess.Popen(
+            [binary(service), "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", "--log-format=json", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for line in self.process.stdout:
+            event = json.loads(line)
+            if event.get("message") == "serving":
+                self.serving = event
+                return
+        raise AssertionError(f"{service} exited before serving")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            assert self.process.wait(timeout=30) == 0
+        finally:
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def http_status(address, path):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{address}{path}", timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_http_probes_are_served_by_the_admin_listener(kubernetes, service):
+    spec = container(kubernetes, service)
+    ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
+    probes = [spec[kind] for kind in ("startupProbe", "readinessProbe", "livenessProbe")]
+    admin_port = port_of(effective(service, kubernetes_env(kubernetes, service))[ADMIN[service]])
+
+    with Running(service) as running:
+        for probe in probes:
+            if "httpGet" in probe:
+                port = probe["httpGet"]["port"]
+                assert ports.get(port, port) == admin_port
+                assert http_status(running.serving["admin"], probe["httpGet"]["path"]) == 200
+            else:
+                listen_port = port_of(effective(service, kubernetes_env(kubernetes, service))[LISTEN[service]])
+                assert probe["grpc"]["port"] == listen_port
+                # The gRPC probe is grpc.health.v1 Check of "": the binary's own healthcheck does it.
+                check = subprocess.run([binary(service), f"--listen={running.serving['grpc']}", "healthcheck"])
+                assert check.returncode == 0
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_healthchecks_are_the_binaries_subcommand(compose, service):
+    assert compose["services"][service]["healthcheck"]["test"] == ["CMD", f"/usr/local/bin/{service}", "healthcheck"]
+    dockerfile = (ROOT / f"Dockerfile.{service}").read_text()
+    assert f'COPY --from=builder /build/target/release/{service} /usr/local/bin/{service}' in dockerfile
