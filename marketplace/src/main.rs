@@ -16,13 +16,7 @@ async fn main() -> ExitCode {
             operations::admin::probe(addr, "/healthz", Duration::from_secs(3)).await
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("marketplace: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    operations::telemetry::exit_code("marketplace", result)
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -51,3 +51,16 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
     let subscriber = subscriber(format, &filter, ansi, std::io::stdout)?;
     tracing::subscriber::set_global_default(subscriber).context("installing the log subscriber")
 }
+
+/// The process exit code for how `main` went: success, or failure after
+/// printing the whole error chain on one line as `name: error: a: b: c` (what
+/// we were doing, then the file, place and problem).
+pub fn exit_code(name: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -16,15 +16,7 @@ async fn main() -> ExitCode {
             recommendations::healthcheck::check(addr, Duration::from_secs(3)).await
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            // `{:#}` prints the whole chain on one line: what we were doing,
-            // then the file, place and problem.
-            eprintln!("recommendations: error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    operations::telemetry::exit_code("recommendations", result)
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
