@@ -1,62 +1,134 @@
-//! The client of the recommendations service: ONE long-lived channel,
-//! created at start, cloned into every request, with the client-side layers
-//! (logging, metrics, deadline) around it.
+//! The client of the recommendations service: one long-lived, lazily
+//! connected channel per recommendations replica (see `balance`), created
+//! when the replica is found and shared by every request, with the client
+//! layers (logging, metrics, deadline) around each.
 
-use std::time::Duration;
+use std::{future::Future, net::SocketAddr, time::Duration};
 
-use anyhow::Context;
 use operations::{
-    metrics::{RpcMetrics, Side},
+    metrics::{RpcMetrics, code_name},
     rpc::{Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer},
+};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
 };
 use protobufs::v1::{
     Book, ListBooksRequest, RecommendRequest,
     recommendations_service_client::RecommendationsServiceClient,
 };
+use tokio::time::Instant;
 use tonic::{
-    Status,
+    Code, Request, Status,
     transport::{Channel, Endpoint},
 };
 use tower::ServiceBuilder;
 
-use crate::{category::Category, settings::Settings};
+use crate::{
+    balance::{Member, Pool, discovery::Resolver},
+    category::Category,
+    settings::Settings,
+};
 
-/// The channel with its layers, outermost first: logging, metrics, deadline.
+/// One replica's channel with its layers, outermost first: logging,
+/// metrics, deadline.
 pub type RpcChannel = Observe<Observe<Deadline<Channel>, MeterRpc>, LogRpc>;
+
+/// The generated client over one replica's [`RpcChannel`].
+pub type Client = RecommendationsServiceClient<RpcChannel>;
 
 /// How many books the browse page shows at most; the rest of a very large
 /// category is not fetched.
 pub const BROWSE_LIMIT: usize = 1_000;
 
+/// Labels of the calls made to one replica.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    endpoint: String,
+    code: &'static str,
+}
+
 /// A cheap-to-clone handle on the recommendations service.
 #[derive(Clone, Debug)]
 pub struct Recommendations {
-    client: RecommendationsServiceClient<RpcChannel>,
+    pool: Pool<Client>,
+    resolver: Resolver,
+    timeout: Duration,
+    endpoint_calls: Family<EndpointLabels, Counter>,
 }
 
 impl Recommendations {
-    /// Creates the channel without connecting: the marketplace starts and
-    /// serves while recommendations is down, connects on first use, and
-    /// reconnects by itself after a failure.
-    pub fn connect_lazy(settings: &Settings, metrics: RpcMetrics) -> anyhow::Result<Self> {
-        let uri = settings.recommendations_uri();
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("invalid recommendations address {uri}"))?
-            .connect_timeout(settings.rpc_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
-        let channel = ServiceBuilder::new()
-            // One log event per call, with the final status.
-            .layer(ObserveLayer::new(LogRpc::new(Side::Client)))
-            // Counts and times every call, deadline misses included.
-            .layer(ObserveLayer::new(MeterRpc::new(metrics)))
-            // Innermost: every call gets the deadline, on the wire too.
-            .layer(DeadlineLayer::new(settings.rpc_timeout))
-            .service(endpoint.connect_lazy());
-        Ok(Self {
-            client: RecommendationsServiceClient::new(channel),
-        })
+    /// A client with no replica yet: [`Recommendations::discover`] finds
+    /// them. Channels connect on first use and reconnect after failures, so
+    /// the marketplace starts and serves while recommendations is down.
+    pub fn new(
+        settings: &Settings,
+        metrics: RpcMetrics,
+        endpoint_calls: Family<EndpointLabels, Counter>,
+    ) -> Self {
+        let timeout = settings.rpc_timeout;
+        let connect = move |addr: SocketAddr| {
+            // A socket address always makes a valid URI.
+            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                .expect("http://<socket address> is a valid URI")
+                .connect_timeout(timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(10));
+            let channel = endpoint.connect_lazy();
+            let layered = ServiceBuilder::new()
+                // One log event per call, with the final status.
+                .layer(ObserveLayer::new(LogRpc::new(
+                    operations::metrics::Side::Client,
+                )))
+                // Counts and times every call, deadline misses included.
+                .layer(ObserveLayer::new(MeterRpc::new(metrics.clone())))
+                // Innermost: every call gets the deadline, on the wire too.
+                .layer(DeadlineLayer::new(timeout))
+                .service(channel.clone());
+            (channel, RecommendationsServiceClient::new(layered))
+        };
+        Self {
+            pool: Pool::new(Box::new(connect)),
+            resolver: Resolver::new(
+                &settings.recommendations_host,
+                settings.recommendations_port,
+                settings.hosts_file.clone(),
+            ),
+            timeout,
+            endpoint_calls,
+        }
+    }
+
+    /// Resolves the replicas now, then keeps resolving every `interval` and
+    /// health-checking the replicas out of rotation every second, for as
+    /// long as the runtime runs. A failed resolution keeps the last known
+    /// replicas, and says so in the log.
+    pub async fn discover(&self, interval: Duration) {
+        self.resolve().await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut resolve = tokio::time::interval(interval);
+            let mut probe = tokio::time::interval(interval.min(Duration::from_secs(1)));
+            resolve.tick().await;
+            loop {
+                tokio::select! {
+                    _ = resolve.tick() => this.resolve().await,
+                    _ = probe.tick() => this.pool.probe_down(this.timeout).await,
+                }
+            }
+        });
+    }
+
+    async fn resolve(&self) {
+        match self.resolver.resolve().await {
+            Ok(addresses) => self.pool.update(&addresses),
+            Err(err) => tracing::warn!(
+                cause = format!("{err:#}"),
+                known = ?self.pool.addresses(),
+                "cannot resolve the recommendations replicas; keeping the last known"
+            ),
+        }
     }
 
     /// Up to `count` random books of `category`.
@@ -66,7 +138,13 @@ impl Recommendations {
             category: category.to_v1() as i32,
             max_results: count,
         };
-        let response = self.client.clone().recommend(request).await?;
+        let response = self
+            .call(|mut client, remaining| {
+                let mut request = Request::new(request);
+                request.set_timeout(remaining);
+                async move { client.recommend(request).await }
+            })
+            .await?;
         Ok(response.into_inner().books)
     }
 
@@ -76,16 +154,96 @@ impl Recommendations {
         let request = ListBooksRequest {
             category: category.to_v1() as i32,
         };
-        let mut stream = self.client.clone().list_books(request).await?.into_inner();
-        let mut books = Vec::new();
-        while let Some(batch) = stream.message().await? {
-            books.extend(batch.books);
-            if books.len() > BROWSE_LIMIT {
-                books.truncate(BROWSE_LIMIT);
-                // Dropping the stream cancels the rest of the call.
-                return Ok((books, true));
+        self.call(|mut client, remaining| {
+            let mut request = Request::new(request);
+            request.set_timeout(remaining);
+            async move {
+                let mut stream = client.list_books(request).await?.into_inner();
+                let mut books = Vec::new();
+                while let Some(batch) = stream.message().await? {
+                    books.extend(batch.books);
+                    if books.len() > BROWSE_LIMIT {
+                        books.truncate(BROWSE_LIMIT);
+                        // Dropping the stream cancels the rest of the call.
+                        return Ok((books, true));
+                    }
+                }
+                Ok((books, false))
             }
-        }
-        Ok((books, false))
+        })
+        .await
     }
+
+    /// Runs an idempotent call on the next replica; if it fails with a
+    /// status that says "this replica, not this request" (UNAVAILABLE, or a
+    /// broken connection), takes that replica out of rotation and tries once
+    /// more on another, all within one deadline.
+    async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, Status>
+    where
+        F: Fn(Client, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let attempts = async {
+            let first = self
+                .pool
+                .pick(None)
+                .ok_or_else(|| Status::unavailable("no recommendations replica is known yet"))?;
+            match self.attempt(&first, &attempt, deadline).await {
+                Err(status) if replica_failed(&status) => {
+                    self.pool.mark_down(&first);
+                    let Some(second) = self.pool.pick(Some(first.addr)) else {
+                        return Err(status);
+                    };
+                    tracing::info!(from = %first.addr, to = %second.addr, "retrying on another replica");
+                    let result = self.attempt(&second, &attempt, deadline).await;
+                    if matches!(&result, Err(status) if replica_failed(status)) {
+                        self.pool.mark_down(&second);
+                    }
+                    result
+                }
+                other => other,
+            }
+        };
+        tokio::time::timeout_at(deadline, attempts)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "no answer within the {:?} deadline",
+                    self.timeout
+                )))
+            })
+    }
+
+    async fn attempt<T, F, Fut>(
+        &self,
+        member: &Member<Client>,
+        attempt: &F,
+        deadline: Instant,
+    ) -> Result<T, Status>
+    where
+        F: Fn(Client, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let result = attempt(member.client.clone(), remaining).await;
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        self.endpoint_calls
+            .get_or_create(&EndpointLabels {
+                endpoint: member.addr.to_string(),
+                code: code_name(code),
+            })
+            .inc();
+        result
+    }
+}
+
+/// Whether a failure is the replica's (it is gone, refusing, or the
+/// connection broke) rather than the request's, so that another replica may
+/// well succeed.
+fn replica_failed(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    )
 }

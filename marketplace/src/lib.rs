@@ -2,6 +2,7 @@
 //! recommendations service, called over one long-lived gRPC channel.
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod category;
 pub mod client;
 pub mod error;

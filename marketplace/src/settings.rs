@@ -49,6 +49,16 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_PORT", default_value_t = 50051)]
     pub recommendations_port: u16,
 
+    /// How often to resolve RECOMMENDATIONS_HOST again, to follow replicas
+    /// joining and leaving (e.g. 5s).
+    #[arg(long, env = "MARKETPLACE_RESOLVE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub resolve_interval: Duration,
+
+    /// Resolve RECOMMENDATIONS_HOST from this hosts(5) file instead of DNS
+    /// (every line naming it is a replica).
+    #[arg(long, env = "MARKETPLACE_HOSTS_FILE", value_name = "PATH")]
+    pub hosts_file: Option<std::path::PathBuf>,
+
     /// Deadline of each call to recommendations (e.g. 1s, 250ms). Past it the
     /// page renders without recommendations.
     #[arg(long, env = "MARKETPLACE_RPC_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]

@@ -46,7 +46,14 @@ impl Application {
             degraded.clone(),
         );
 
-        let recommendations = Recommendations::connect_lazy(&settings, rpc_metrics)?;
+        let endpoint_calls = Family::default();
+        registry.register(
+            "grpc_client_endpoint_requests",
+            "gRPC calls to recommendations by replica address and status code",
+            endpoint_calls.clone(),
+        );
+        let recommendations = Recommendations::new(&settings, rpc_metrics, endpoint_calls);
+        recommendations.discover(settings.resolve_interval).await;
         let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
 
         let listener = TcpListener::bind(settings.listen).await.with_context(|| {

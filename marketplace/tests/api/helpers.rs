@@ -12,6 +12,7 @@ use tower::ServiceExt as _;
 /// A recommendations server running in this process.
 pub struct Upstream {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -31,15 +32,37 @@ impl Upstream {
             .await
             .expect("recommendations builds");
         let addr = app.local_addr();
+        let admin = app.admin_addr().expect("bound");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         Self {
             addr,
+            admin,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// Shuts down as on SIGTERM (NOT_SERVING, GOAWAY, drain) and waits.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = (&mut self.task).await.expect("no panic");
+        result.expect("a clean exit");
+    }
+
+    /// How many Recommend calls this replica answered OK.
+    pub async fn recommend_calls(&self) -> u64 {
+        let metrics = admin_get(self.admin, "/metrics").await;
+        let prefix = "grpc_server_requests_total{method=\"/bookstore.recommendations.v1.\
+                      RecommendationsService/Recommend\",code=\"OK\"} ";
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map_or(0, |count| count.parse().expect("a count"))
     }
 }
 
@@ -54,10 +77,15 @@ impl Drop for Upstream {
 
 /// The marketplace's router, wired to recommendations at `upstream`.
 pub async fn marketplace(upstream: SocketAddr, rpc_timeout: Duration) -> (Router, SocketAddr) {
-    let settings = Settings {
+    marketplace_with(Settings {
         rpc_timeout,
         ..Settings::for_tests(upstream)
-    };
+    })
+    .await
+}
+
+/// The marketplace's router with `settings`, and its admin address.
+pub async fn marketplace_with(settings: Settings) -> (Router, SocketAddr) {
     let app = marketplace::Application::build(settings)
         .await
         .expect("marketplace builds");

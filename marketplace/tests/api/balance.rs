@@ -1,0 +1,114 @@
+//! Spreading calls over every replica, and riding through losing one:
+//! replicas on 127.0.0.2, .3 and .4 (same port) behind one name, listed in a
+//! hosts file the test controls.
+
+use std::{io::Write as _, net::SocketAddr, path::Path, time::Duration};
+
+use axum::Router;
+use marketplace::Settings;
+
+use crate::helpers::{Upstream, book_titles, get, marketplace_with};
+
+/// Replicas on 127.0.0.{hosts} sharing one port.
+async fn replicas(hosts: &[u8]) -> Vec<Upstream> {
+    let first = Upstream::start_on(SocketAddr::from(([127, 0, 0, hosts[0]], 0)), None).await;
+    let port = first.addr.port();
+    let mut all = vec![first];
+    for host in &hosts[1..] {
+        all.push(Upstream::start_on(SocketAddr::from(([127, 0, 0, *host], port)), None).await);
+    }
+    all
+}
+
+fn write_hosts(path: &Path, replicas: &[&Upstream]) {
+    let mut file = std::fs::File::create(path).expect("a writable temp file");
+    writeln!(file, "127.0.0.1 localhost").expect("write");
+    for replica in replicas {
+        writeln!(file, "{} recommendations", replica.addr.ip()).expect("write");
+    }
+}
+
+async fn marketplace_for(hosts: &Path, port: u16) -> Router {
+    let settings = Settings {
+        recommendations_host: "recommendations".to_owned(),
+        recommendations_port: port,
+        hosts_file: Some(hosts.to_path_buf()),
+        resolve_interval: Duration::from_millis(100),
+        rpc_timeout: Duration::from_secs(2),
+        ..Settings::for_tests(SocketAddr::from(([127, 0, 0, 1], port)))
+    };
+    marketplace_with(settings).await.0
+}
+
+/// Loads the homepage `count` times; panics on any page without 3 books.
+async fn load_pages(router: &Router, count: usize) {
+    for i in 0..count {
+        let (response, html) = get(router, "/").await;
+        assert_eq!(response.status(), 200, "page {i}");
+        assert_eq!(
+            book_titles(&html).len(),
+            3,
+            "page {i} lost its books: {html}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn calls_spread_evenly_over_three_replicas() {
+    let replicas = replicas(&[2, 3, 4]).await;
+    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
+    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
+
+    load_pages(&router, 300).await;
+
+    let mut counts = Vec::new();
+    for replica in &replicas {
+        counts.push(replica.recommend_calls().await);
+    }
+    let total: u64 = counts.iter().sum();
+    assert_eq!(total, 300, "{counts:?}");
+    for count in &counts {
+        let share = *count as f64 / total as f64;
+        assert!((0.25..=0.42).contains(&share), "uneven spread {counts:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_replica_shutting_down_costs_no_page() {
+    let mut replicas = replicas(&[2, 3, 4]).await;
+    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
+    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
+    load_pages(&router, 30).await;
+
+    replicas.remove(1).stop().await;
+
+    load_pages(&router, 100).await;
+}
+
+#[tokio::test]
+async fn a_new_replica_gets_calls_after_the_next_resolution() {
+    let mut replicas = replicas(&[2, 3]).await;
+    let port = replicas[0].addr.port();
+    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
+    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    let router = marketplace_for(hosts.path(), port).await;
+    load_pages(&router, 10).await;
+
+    replicas.push(Upstream::start_on(SocketAddr::from(([127, 0, 0, 4], port)), None).await);
+    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+
+    let newcomer = &replicas[2];
+    for _ in 0..100 {
+        if newcomer.recommend_calls().await > 0 {
+            break;
+        }
+        load_pages(&router, 5).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        newcomer.recommend_calls().await > 0,
+        "the new replica never got a call"
+    );
+}
