@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod connection_age;
 pub mod error;
 pub mod healthcheck;
 pub mod middleware;

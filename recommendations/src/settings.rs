@@ -55,6 +55,18 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Age at which a connection is asked to close (HTTP/2 GOAWAY): its
+    /// client reconnects, and behind a load balancer may land on another
+    /// replica, so that even clients that do not balance spread out over
+    /// time. Calls in flight finish.
+    #[arg(long, env = "RECOMMENDATIONS_MAX_CONNECTION_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_connection_age: Duration,
+
+    /// How long calls in flight may go on after the maximum connection age
+    /// before the connection is closed anyway.
+    #[arg(long, env = "RECOMMENDATIONS_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub max_connection_age_grace: Duration,
+
     /// Largest request message accepted, in bytes; larger ones get
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "RECOMMENDATIONS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
@@ -96,6 +108,8 @@ mod tests {
         assert_eq!(settings.drain_timeout, Duration::from_secs(25));
         assert_eq!(settings.max_message_bytes, 65_536);
         assert_eq!(settings.concurrency_limit, 1024);
+        assert_eq!(settings.max_connection_age, Duration::from_secs(300));
+        assert_eq!(settings.max_connection_age_grace, Duration::from_secs(30));
         assert!(settings.catalog.is_none());
     }
 

@@ -26,17 +26,37 @@ use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::{api::Recommendations, catalog::Catalog, middleware::errors, settings::Settings};
+use tokio_stream::StreamExt as _;
+
+use crate::{
+    api::Recommendations, catalog::Catalog, connection_age::AgeLimited, middleware::errors,
+    settings::Settings,
+};
 
 /// The names reported by gRPC health: the whole server ("") and each
 /// bookstore service.
 pub const HEALTH_SERVICES: [&str; 3] = ["", V1_SERVICE, LEGACY_SERVICE];
 
-/// The limits applied to every call (see [`serve_routes`]).
+/// The limits applied to every call and connection (see [`serve_routes`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     /// Calls handled at once, across all connections.
     pub concurrency: usize,
+    /// Age at which a connection gets GOAWAY.
+    pub max_connection_age: Duration,
+    /// How long after that its calls may go on before it is closed.
+    pub max_connection_age_grace: Duration,
+}
+
+impl Limits {
+    /// The limits of `settings`.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            concurrency: settings.concurrency_limit as usize,
+            max_connection_age: settings.max_connection_age,
+            max_connection_age_grace: settings.max_connection_age_grace,
+        }
+    }
 }
 
 /// A recommendations server with its catalog loaded and both listeners
@@ -136,9 +156,7 @@ impl Application {
 
         let admin = self.admin.spawn();
         let (stop, stopped) = shutdown::trigger();
-        let limits = Limits {
-            concurrency: self.settings.concurrency_limit as usize,
-        };
+        let limits = Limits::from_settings(&self.settings);
         let server = serve_routes(routes, self.incoming, limits, self.metrics, stopped);
         tracing::info!(grpc = %self.local_addr, admin = %admin_addr, "serving");
 
@@ -239,9 +257,14 @@ where
         // Innermost: a panicking handler becomes INTERNAL, logged once.
         .layer(CatchPanicLayer::custom(errors::panic_to_internal));
 
+    // GOAWAY at the maximum age; the hard close after the grace period is
+    // AgeLimited's (see connection_age for why not tonic's own grace).
+    let lifetime = limits.max_connection_age + limits.max_connection_age_grace;
+    let incoming = incoming.map(move |accepted| accepted.map(|tcp| AgeLimited::new(tcp, lifetime)));
     Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_connection_age(limits.max_connection_age)
         .layer(layers)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop)

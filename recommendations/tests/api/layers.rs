@@ -30,7 +30,8 @@ const METHOD: &str = "/testing.dummy.v1.DummyService/Execute";
 const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Echoes, or on request: "panic" panics, "error" fails with NOT_FOUND,
-/// "block" waits for the test to release it.
+/// "block" waits for the test to release it, "peer" returns the client's
+/// address as the server sees it.
 struct Dummy {
     entered: mpsc::UnboundedSender<()>,
     release: Arc<Notify>,
@@ -52,8 +53,12 @@ impl DummyService for Dummy {
         &self,
         request: Request<ExecuteRequest>,
     ) -> Result<Response<ExecuteResponse>, Status> {
+        let peer = request.remote_addr();
         let input = request.into_inner().input;
         match input.as_str() {
+            "peer" => Ok(Response::new(ExecuteResponse {
+                output: format!("{peer:?}"),
+            })),
             "panic" => panic!("dummy handler panicked on purpose"),
             "error" => Err(Status::not_found("no such thing")),
             "block" => {
@@ -122,7 +127,11 @@ async fn spawn_dummy(limits: Limits) -> DummyServer {
     }
 }
 
-const ROOMY: Limits = Limits { concurrency: 64 };
+const ROOMY: Limits = Limits {
+    concurrency: 64,
+    max_connection_age: Duration::from_secs(600),
+    max_connection_age_grace: Duration::from_secs(60),
+};
 
 /// Log lines written while the guard lives, on this thread (the tests run
 /// on a current-thread runtime, so the server's tasks log here too).
@@ -272,7 +281,11 @@ async fn a_panicking_handler_answers_internal_and_the_next_call_succeeds() {
 
 #[tokio::test]
 async fn calls_over_the_concurrency_limit_get_resource_exhausted_at_once() {
-    let mut server = spawn_dummy(Limits { concurrency: 1 }).await;
+    let mut server = spawn_dummy(Limits {
+        concurrency: 1,
+        ..ROOMY
+    })
+    .await;
     let blocked = {
         let client = server.client.clone();
         tokio::spawn(async move {
@@ -356,4 +369,43 @@ async fn a_client_deadline_stops_the_handler() {
             .metrics()
             .contains(&format!(r#"{{method="{METHOD}",code="CANCELLED"}} 1"#))
     );
+}
+
+const SHORT_LIVED: Limits = Limits {
+    concurrency: 64,
+    max_connection_age: Duration::from_millis(300),
+    max_connection_age_grace: Duration::from_millis(300),
+};
+
+#[tokio::test]
+async fn past_its_maximum_age_a_connection_is_replaced_and_calls_go_on() {
+    let server = spawn_dummy(SHORT_LIVED).await;
+    let before = server.call("peer").await.expect("OK");
+
+    // Past the maximum age the server has sent GOAWAY on that connection.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = server.call("peer").await.expect("the client reconnects");
+
+    assert_ne!(
+        before, after,
+        "the second call came over the same connection"
+    );
+}
+
+#[tokio::test]
+async fn a_call_still_running_after_age_and_grace_is_cut_off() {
+    let mut server = spawn_dummy(SHORT_LIVED).await;
+
+    let status = server
+        .call("block")
+        .await
+        .expect_err("the connection is closed under it");
+    server
+        .dropped
+        .recv()
+        .await
+        .expect("the handler's future is dropped");
+
+    assert_ne!(status.code(), Code::Ok);
+    assert_eq!(server.entered.try_recv(), Ok(()));
 }

@@ -1,0 +1,125 @@
+//! The hard end of a connection's life: closed `max age + grace` after it
+//! was accepted, whatever is still in flight on it.
+//!
+//! tonic's `max_connection_age` sends GOAWAY at `max age`, so clients open a
+//! new connection (and, behind a load balancer, may land on another replica)
+//! while the calls in flight finish. Its own `max_connection_age_grace` is
+//! not used: in tonic 0.14 setting it skips that GOAWAY altogether. This
+//! wrapper around each accepted socket supplies the grace period instead:
+//! once it has passed too, reads and writes fail and the connection closes.
+
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use pin_project_lite::pin_project;
+use std::future::Future as _;
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Sleep,
+};
+use tonic::transport::server::Connected;
+
+pin_project! {
+    /// An accepted connection that stops working at its deadline.
+    pub struct AgeLimited<IO> {
+        #[pin]
+        io: IO,
+        // Boxed so that the wrapper stays Unpin, as tonic needs its IO.
+        deadline: Pin<Box<Sleep>>,
+    }
+}
+
+impl<IO> AgeLimited<IO> {
+    /// `io`, usable for `lifetime` from now.
+    pub fn new(io: IO, lifetime: Duration) -> Self {
+        Self {
+            io,
+            deadline: Box::pin(tokio::time::sleep(lifetime)),
+        }
+    }
+}
+
+fn expired() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "maximum connection age and grace period reached",
+    )
+}
+
+impl<IO: AsyncRead> AsyncRead for AgeLimited<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        // Polling the deadline here registers the wake-up: the connection
+        // always has a read pending, so it is closed on time even when idle.
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(expired()));
+        }
+        this.io.poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite> AsyncWrite for AgeLimited<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(expired()));
+        }
+        this.io.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
+
+impl<IO: Connected> Connected for AgeLimited<IO> {
+    type ConnectInfo = IO::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_connection_works_until_its_deadline_then_fails() {
+        let (client, server) = tokio::io::duplex(64);
+        let mut server = Box::pin(AgeLimited::new(server, Duration::from_secs(10)));
+        let mut client = client;
+        let mut byte = [0u8; 1];
+
+        client.write_all(b"a").await.expect("open");
+        server
+            .read_exact(&mut byte)
+            .await
+            .expect("before the deadline");
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        let read = server.read(&mut byte).await;
+        let write = server.write(b"b").await;
+
+        assert_eq!(read.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert_eq!(write.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+    }
+}
