@@ -8,13 +8,13 @@ use std::{
 };
 
 /// A child process, killed if the test fails first.
-struct Process {
+pub struct Process {
     child: Child,
     stdout: BufReader<ChildStdout>,
 }
 
 impl Process {
-    fn start(binary: &PathBuf, args: &[&str]) -> Self {
+    pub fn start(binary: &std::path::Path, args: &[&str]) -> Self {
         let mut child = Command::new(binary)
             .args(args)
             .arg("--log-format=json")
@@ -26,7 +26,7 @@ impl Process {
     }
 
     /// Reads log lines until the "serving" event and returns it.
-    fn serving(&mut self) -> serde_json::Value {
+    pub fn serving(&mut self) -> serde_json::Value {
         let mut line = String::new();
         loop {
             line.clear();
@@ -39,8 +39,14 @@ impl Process {
         }
     }
 
+    /// SIGKILL, as a crashing node would.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the process can be killed");
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit code.
-    fn terminate(mut self) -> Option<i32> {
+    pub fn terminate(mut self) -> Option<i32> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -60,7 +66,7 @@ impl Drop for Process {
 }
 
 /// The recommendations binary of this workspace, built if needed.
-fn recommendations_binary() -> PathBuf {
+pub fn recommendations_binary() -> PathBuf {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",

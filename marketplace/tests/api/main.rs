@@ -6,4 +6,5 @@ mod degraded;
 mod end_to_end;
 mod helpers;
 mod pages;
+mod replicas;
 mod shutdown;

@@ -1,0 +1,252 @@
+//! The balancing end to end with real processes: three recommendations
+//! replicas on 127.0.0.2, .3 and .4 (one port) behind one name in a hosts
+//! file, a marketplace process, and page loads over TCP while replicas are
+//! killed, restarted and added. Every step must lose no page.
+
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::end_to_end::{Process, recommendations_binary};
+
+const NAME: &str = "recommendations";
+
+struct Replica {
+    process: Process,
+    addr: SocketAddr,
+    admin: String,
+}
+
+fn start_replica(binary: &Path, addr: SocketAddr) -> Replica {
+    let mut process = Process::start(
+        binary,
+        &[
+            &format!("--listen={addr}"),
+            "--admin-listen=127.0.0.1:0",
+            "--drain-timeout=5s",
+        ],
+    );
+    let admin = process.serving()["admin"]
+        .as_str()
+        .expect("an address")
+        .to_owned();
+    Replica {
+        process,
+        addr,
+        admin,
+    }
+}
+
+fn write_hosts(path: &Path, replicas: &[SocketAddr]) {
+    let mut text = String::from("127.0.0.1 localhost\n");
+    for addr in replicas {
+        text.push_str(&format!("{} {NAME}\n", addr.ip()));
+    }
+    // Write then rename, so the marketplace never reads half a file.
+    let temporary = path.with_extension("new");
+    std::fs::File::create(&temporary)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .expect("a writable temp dir");
+    std::fs::rename(&temporary, path).expect("rename in place");
+}
+
+/// Recommend calls a replica answered OK, from its own metrics.
+async fn served(replica: &Replica) -> u64 {
+    let metrics = reqwest::get(format!("http://{}/metrics", replica.admin))
+        .await
+        .expect("the admin listener answers")
+        .text()
+        .await
+        .expect("text");
+    let prefix = "grpc_server_requests_total{method=\"/bookstore.recommendations.v1.\
+                  RecommendationsService/Recommend\",code=\"OK\"} ";
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// Page loads on a few concurrent connections until stopped; counts the
+/// pages that failed (an HTTP error, or the "unavailable" notice).
+struct Load {
+    stop: Arc<AtomicBool>,
+    pages: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let pages: Arc<AtomicUsize> = Arc::default();
+        let failed: Arc<AtomicUsize> = Arc::default();
+        let workers = (0..4)
+            .map(|_| {
+                let (url, stop, pages, failed) = (
+                    url.clone(),
+                    stop.clone(),
+                    Arc::clone(&pages),
+                    Arc::clone(&failed),
+                );
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    // Bounded: a run never loads more than 20,000 pages per worker.
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let ok = match client.get(&url).send().await {
+                            Ok(response) if response.status() == 200 => response
+                                .text()
+                                .await
+                                .is_ok_and(|html| html.matches("<li>").count() == 3),
+                            _ => false,
+                        };
+                        pages.fetch_add(1, Ordering::Relaxed);
+                        if !ok {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            pages,
+            failed,
+            workers,
+        }
+    }
+
+    fn pages(&self) -> usize {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` pages have loaded since now.
+    async fn wait_for(&self, more: usize) {
+        let target = self.pages() + more;
+        while self.pages() < target {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops and returns (pages loaded, pages failed).
+    async fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in std::mem::take(&mut self.workers) {
+            worker.await.expect("no panic");
+        }
+        (self.pages(), self.failed.load(Ordering::Relaxed))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_page() {
+    let recommendations = recommendations_binary();
+    let marketplace_bin = PathBuf::from(env!("CARGO_BIN_EXE_marketplace"));
+    let port = std::net::TcpListener::bind("127.0.0.2:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("bound")
+        .port();
+    let addrs: Vec<SocketAddr> = (2..=5)
+        .map(|host| SocketAddr::from(([127, 0, 0, host], port)))
+        .collect();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let hosts = dir.path().join("hosts");
+    let mut replicas: Vec<Replica> = addrs[..3]
+        .iter()
+        .map(|addr| start_replica(&recommendations, *addr))
+        .collect();
+    write_hosts(&hosts, &addrs[..3]);
+    let mut marketplace = Process::start(
+        &marketplace_bin,
+        &[
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+            &format!("--recommendations-host={NAME}"),
+            &format!("--recommendations-port={port}"),
+            &format!("--hosts-file={}", hosts.display()),
+            "--resolve-interval=200ms",
+            "--rpc-timeout=2s",
+        ],
+    );
+    let url = format!(
+        "http://{}/",
+        marketplace.serving()["http"].as_str().expect("an address")
+    );
+
+    // 1. Spread: each of three healthy replicas gets 25 % to 42 % of 3,000 pages.
+    let load = Load::start(url.clone());
+    load.wait_for(3_000).await;
+    let (pages, failed) = load.finish().await;
+    let mut counts = Vec::new();
+    for replica in &replicas {
+        counts.push(served(replica).await);
+    }
+    let total: u64 = counts.iter().sum();
+    assert_eq!(
+        failed, 0,
+        "{failed} of {pages} pages failed while all replicas were up"
+    );
+    for count in &counts {
+        let share = *count as f64 / total as f64;
+        assert!(
+            (0.25..=0.42).contains(&share),
+            "uneven spread over {pages} pages: {counts:?}"
+        );
+    }
+
+    // 2. SIGKILL one replica under load.
+    let load = Load::start(url.clone());
+    load.wait_for(200).await;
+    replicas[2].process.kill();
+    load.wait_for(500).await;
+    let (pages, failed) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "{failed} of {pages} pages failed around a SIGKILL"
+    );
+
+    // 3. SIGTERM one replica under load (it drains), then restart it.
+    let load = Load::start(url.clone());
+    load.wait_for(200).await;
+    let stopped = replicas.remove(1);
+    assert_eq!(stopped.process.terminate(), Some(0));
+    load.wait_for(300).await;
+    replicas.insert(1, start_replica(&recommendations, stopped.addr));
+    load.wait_for(500).await;
+    let (pages, failed) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "{failed} of {pages} pages failed around a rolling restart"
+    );
+
+    // 4. A fourth replica joins: it gets calls after the next resolution.
+    let newcomer = start_replica(&recommendations, addrs[3]);
+    write_hosts(&hosts, &[addrs[0], addrs[1], addrs[3]]);
+    let load = Load::start(url);
+    for _ in 0..200 {
+        if served(&newcomer).await > 0 {
+            break;
+        }
+        load.wait_for(20).await;
+    }
+    let joined = served(&newcomer).await;
+    let (pages, failed) = load.finish().await;
+    eprintln!("new replica: {joined} calls within {pages} pages, {failed} failed");
+    assert!(joined > 0, "the new replica got no call in {pages} pages");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {pages} pages failed while a replica joined"
+    );
+
+    assert_eq!(marketplace.terminate(), Some(0));
+}
