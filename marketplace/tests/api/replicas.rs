@@ -192,6 +192,7 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
         counts.push(served(replica).await);
     }
     let total: u64 = counts.iter().sum();
+    eprintln!("spread: {pages} pages, {failed} failed, calls per replica {counts:?}");
     assert_eq!(
         failed, 0,
         "{failed} of {pages} pages failed while all replicas were up"
@@ -210,6 +211,7 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
     replicas[2].process.kill();
     load.wait_for(500).await;
     let (pages, failed) = load.finish().await;
+    eprintln!("SIGKILL: {pages} pages, {failed} failed");
     assert_eq!(
         failed, 0,
         "{failed} of {pages} pages failed around a SIGKILL"
@@ -224,6 +226,7 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
     replicas.insert(1, start_replica(&recommendations, stopped.addr));
     load.wait_for(500).await;
     let (pages, failed) = load.finish().await;
+    eprintln!("SIGTERM and restart: {pages} pages, {failed} failed");
     assert_eq!(
         failed, 0,
         "{failed} of {pages} pages failed around a rolling restart"
