@@ -112,3 +112,23 @@ async fn a_new_replica_gets_calls_after_the_next_resolution() {
         "the new replica never got a call"
     );
 }
+
+#[tokio::test]
+async fn with_every_replica_down_the_page_still_renders_with_a_notice() {
+    let mut replicas = replicas(&[2, 3]).await;
+    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
+    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
+    load_pages(&router, 4).await;
+
+    while let Some(replica) = replicas.pop() {
+        replica.stop().await;
+    }
+    let (response, html) = get(&router, "/").await;
+
+    assert_eq!(response.status(), 200);
+    assert!(
+        html.contains("Recommendations are unavailable right now."),
+        "{html}"
+    );
+}
