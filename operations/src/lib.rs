@@ -4,6 +4,7 @@
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
+//! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
 //! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
 //!   the logging and metrics layers on both the server and the client side.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use admin::{AdminHandle, AdminServer, Readiness};
 pub use telemetry::LogFormat;

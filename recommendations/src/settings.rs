@@ -50,6 +50,35 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_CATALOG", value_name = "PATH")]
     pub catalog: Option<PathBuf>,
 
+    /// PEM certificate (chain) to serve TLS with; requires --tls-key.
+    /// Without it the gRPC listener is plaintext.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s): with it, clients must present a certificate
+    /// signed by this CA (mutual TLS). Requires --tls-cert.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_CLIENT_CA",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// How long in-flight calls may take to finish after SIGTERM or SIGINT
     /// before the server exits anyway (e.g. 25s, 500ms).
     #[arg(long, env = "RECOMMENDATIONS_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
@@ -83,6 +112,17 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The TLS configuration, when --tls-cert and --tls-key are set; fails
+    /// on a missing, unreadable or mismatched file, naming it.
+    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                operations::tls::server_config(cert, key, self.tls_client_ca.as_deref()).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Settings for tests: both listeners on a free loopback port, the
     /// built-in catalog, a short drain.
     pub fn for_tests() -> Self {

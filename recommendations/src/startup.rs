@@ -20,7 +20,7 @@ use protobufs::{
 use tokio::net::TcpListener;
 use tonic::{
     service::Routes,
-    transport::{Server, server::TcpIncoming},
+    transport::{Server, ServerTlsConfig, server::TcpIncoming},
 };
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
@@ -70,6 +70,7 @@ pub struct Application {
     admin: AdminServer,
     metrics: RpcMetrics,
     readiness: Readiness,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl Application {
@@ -81,6 +82,7 @@ impl Application {
             None => Catalog::builtin(),
         }
         .context("cannot load the catalog")?;
+        let tls = settings.server_tls().context("cannot set up TLS")?;
         tracing::info!(books = catalog.len(), source = ?settings.catalog, "catalog loaded");
 
         let listener = TcpListener::bind(settings.listen).await.with_context(|| {
@@ -118,6 +120,7 @@ impl Application {
             admin,
             metrics,
             readiness,
+            tls,
         })
     }
 
@@ -157,8 +160,16 @@ impl Application {
         let admin = self.admin.spawn();
         let (stop, stopped) = shutdown::trigger();
         let limits = Limits::from_settings(&self.settings);
-        let server = serve_routes(routes, self.incoming, limits, self.metrics, stopped);
-        tracing::info!(grpc = %self.local_addr, admin = %admin_addr, "serving");
+        let tls = if self.tls.is_some() { "on" } else { "off" };
+        let server = serve_routes(
+            routes,
+            self.incoming,
+            limits,
+            self.tls,
+            self.metrics,
+            stopped,
+        );
+        tracing::info!(grpc = %self.local_addr, admin = %admin_addr, tls, "serving");
 
         let readiness = self.readiness;
         let going_away = async move {
@@ -231,6 +242,7 @@ pub async fn serve_routes<F>(
     routes: Routes,
     incoming: TcpIncoming,
     limits: Limits,
+    tls: Option<ServerTlsConfig>,
     metrics: RpcMetrics,
     stop: F,
 ) -> Result<(), tonic::transport::Error>
@@ -261,7 +273,11 @@ where
     // AgeLimited's (see connection_age for why not tonic's own grace).
     let lifetime = limits.max_connection_age + limits.max_connection_age_grace;
     let incoming = incoming.map(move |accepted| accepted.map(|tcp| AgeLimited::new(tcp, lifetime)));
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_connection_age(limits.max_connection_age)

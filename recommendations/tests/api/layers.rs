@@ -111,9 +111,16 @@ async fn spawn_dummy(limits: Limits) -> DummyServer {
     let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a free port");
     let addr = incoming.local_addr().expect("bound");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve_routes(routes, incoming, limits, metrics, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(serve_routes(
+        routes,
+        incoming,
+        limits,
+        None,
+        metrics,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid")
         .connect_lazy();

@@ -5,4 +5,5 @@ mod health_and_reflection;
 mod helpers;
 mod layers;
 mod shutdown;
+mod tls;
 mod wire;

@@ -1,0 +1,199 @@
+//! TLS for the gRPC hop (rustls, no OpenSSL): reading the PEM files, with
+//! errors that name the file and the problem, and building tonic's configs
+//! so that a bad or mismatched file stops the process at start.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow, ensure};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+
+/// Reads a PEM file of one or more certificates; `what` names it in errors
+/// ("TLS certificate", "client CA").
+pub fn read_certificates(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    let count = CertificateDer::pem_slice_iter(&pem)
+        .try_fold(0, |count, cert| cert.map(|_| count + 1))
+        .map_err(|err| anyhow!("the {what} file {} is not valid PEM: {err}", path.display()))?;
+    ensure!(
+        count > 0,
+        "the {what} file {} holds no PEM certificate",
+        path.display()
+    );
+    Ok(pem)
+}
+
+/// Reads a PEM private key file.
+pub fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the TLS private key file {}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|err| {
+        anyhow!(
+            "the TLS private key file {} holds no usable PEM private key: {err}",
+            path.display()
+        )
+    })?;
+    Ok(pem)
+}
+
+/// The server side: serve with `cert` and `key`; with `client_ca`, require
+/// and verify client certificates signed by it (mutual TLS).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<ServerTlsConfig> {
+    let identity = Identity::from_pem(
+        read_certificates(cert, "TLS certificate")?,
+        read_private_key(key)?,
+    );
+    let mut config = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read_certificates(ca, "client CA")?));
+    }
+    // rustls checks that the key belongs to the certificate only when the
+    // acceptor is built: build one now, so that a mismatch fails at start.
+    Server::builder()
+        .tls_config(config.clone())
+        .map_err(|err| {
+            anyhow!(
+                "the TLS certificate {} and private key {} cannot be used together: {err}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(config)
+}
+
+/// The client side: verify the server against `ca` under the name
+/// `domain`; with `identity` (certificate, key), present a client
+/// certificate.
+pub fn client_config(
+    ca: &Path,
+    domain: &str,
+    identity: Option<(&Path, &Path)>,
+) -> anyhow::Result<ClientTlsConfig> {
+    let mut config = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read_certificates(
+            ca,
+            "CA certificate",
+        )?))
+        .domain_name(domain);
+    if let Some((cert, key)) = identity {
+        config = config.identity(Identity::from_pem(
+            read_certificates(cert, "client certificate")?,
+            read_private_key(key)?,
+        ));
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rcgen::{CertificateParams, CertifiedIssuer, KeyPair};
+
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("a writable temp dir");
+        path
+    }
+
+    fn leaf(name: &str) -> (String, String) {
+        let ca = CertifiedIssuer::self_signed(
+            CertificateParams::default(),
+            KeyPair::generate().expect("a key"),
+        )
+        .expect("a CA");
+        let key = KeyPair::generate().expect("a key");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .and_then(|params| params.signed_by(&key, &ca))
+            .expect("a certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_matching_certificate_and_key_make_a_server_config() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (cert, key) = leaf("localhost");
+
+        let config = server_config(
+            &write(dir.path(), "c.pem", &cert),
+            &write(dir.path(), "k.pem", &key),
+            None,
+        );
+
+        assert!(config.is_ok(), "{config:?}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = server_config(
+            Path::new("/no/such/cert.pem"),
+            Path::new("/no/key.pem"),
+            None,
+        )
+        .expect_err("missing");
+
+        assert!(
+            format!("{error:#}")
+                .starts_with("cannot read the TLS certificate file /no/such/cert.pem"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_certificate_is_named() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (_, key) = leaf("localhost");
+        let not_a_cert = write(dir.path(), "key-as-cert.pem", &key);
+
+        let error = server_config(&not_a_cert, &not_a_cert, None).expect_err("no certificate");
+
+        assert!(
+            error
+                .to_string()
+                .contains("key-as-cert.pem holds no PEM certificate"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_key_is_named() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (cert, _) = leaf("localhost");
+        let cert = write(dir.path(), "cert.pem", &cert);
+
+        let error = server_config(&cert, &cert, None).expect_err("no key");
+
+        assert!(
+            error
+                .to_string()
+                .contains("cert.pem holds no usable PEM private key"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused_at_start() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (cert, _) = leaf("localhost");
+        let (_, other_key) = leaf("localhost");
+
+        let error = server_config(
+            &write(dir.path(), "c.pem", &cert),
+            &write(dir.path(), "other.pem", &other_key),
+            None,
+        )
+        .expect_err("mismatch");
+
+        assert!(
+            error.to_string().contains("cannot be used together"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,180 @@
+//! TLS and mutual TLS over real sockets, with certificates made here (rcgen)
+//! and never committed.
+
+use std::{path::PathBuf, time::Duration};
+
+use protobufs::v1::{self, recommendations_service_client::RecommendationsServiceClient};
+use rcgen::{CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
+use recommendations::{Application, Settings};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// A CA, and PEM files it signed, in a temp dir.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key"))
+            .expect("a CA");
+        Self {
+            dir: tempfile::tempdir().expect("a temp dir"),
+            ca,
+        }
+    }
+
+    fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("writable");
+        path
+    }
+
+    /// A certificate for `name` with `purpose`, and its key: (cert PEM, key PEM).
+    fn issue(&self, name: &str, purpose: ExtendedKeyUsagePurpose) -> (String, String) {
+        let key = KeyPair::generate().expect("a key");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("valid name");
+        params.extended_key_usages = vec![purpose];
+        let cert = params.signed_by(&key, &self.ca).expect("a certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Settings serving TLS with a certificate for localhost, and with mTLS
+    /// against this CA when `mutual`.
+    fn server_settings(&self, mutual: bool) -> Settings {
+        let (cert, key) = self.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+        Settings {
+            tls_cert: Some(self.write("server.pem", &cert)),
+            tls_key: Some(self.write("server.key", &key)),
+            tls_client_ca: mutual.then(|| self.write("client-ca.pem", &self.ca_pem())),
+            ..Settings::for_tests()
+        }
+    }
+
+    fn client_identity(&self) -> Identity {
+        let (cert, key) = self.issue("marketplace", ExtendedKeyUsagePurpose::ClientAuth);
+        Identity::from_pem(cert, key)
+    }
+}
+
+/// A v1 call over TLS to `app`, trusting `ca`, presenting `identity`.
+async fn call(app: &TestApp, ca: &str, identity: Option<Identity>) -> Result<usize, String> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
+    let endpoint = Endpoint::from_shared(format!("https://{}", app.addr))
+        .and_then(|e| e.tls_config(tls))
+        .map_err(|e| e.to_string())?
+        .timeout(Duration::from_secs(10));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e:?}"))?;
+    let request = v1::RecommendRequest {
+        user_id: 1,
+        category: v1::Category::Mystery as i32,
+        max_results: 3,
+    };
+    RecommendationsServiceClient::new(channel)
+        .recommend(request)
+        .await
+        .map(|r| r.into_inner().books.len())
+        .map_err(|status| format!("{status:?}"))
+}
+
+#[tokio::test]
+async fn a_client_trusting_the_ca_gets_books_over_tls() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(false)).await;
+
+    assert_eq!(call(&app, &pki.ca_pem(), None).await, Ok(3));
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_is_rejected() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(false)).await;
+
+    let result = call(&app, &Pki::new().ca_pem(), None).await;
+
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_plaintext_client_against_the_tls_server_fails_cleanly() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(false)).await;
+
+    let request = v1::RecommendRequest {
+        user_id: 1,
+        category: 1,
+        max_results: 3,
+    };
+    let result = tokio::time::timeout(Duration::from_secs(30), app.v1().recommend(request))
+        .await
+        .expect("the call ends instead of hanging");
+
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn with_mutual_tls_a_client_without_a_certificate_is_rejected() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(true)).await;
+
+    let result = call(&app, &pki.ca_pem(), None).await;
+
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn with_mutual_tls_a_certificate_from_another_ca_is_rejected() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(true)).await;
+
+    let result = call(&app, &pki.ca_pem(), Some(Pki::new().client_identity())).await;
+
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn with_mutual_tls_a_client_certificate_from_the_ca_is_accepted() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(true)).await;
+
+    assert_eq!(
+        call(&app, &pki.ca_pem(), Some(pki.client_identity())).await,
+        Ok(3)
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_match_its_certificate_stops_the_server_at_start() {
+    let pki = Pki::new();
+    let mut settings = pki.server_settings(false);
+    let (_, other_key) = pki.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    settings.tls_key = Some(pki.write("other.key", &other_key));
+
+    let error = Application::build(settings).await.expect_err("refused");
+
+    let message = format!("{error:#}");
+    assert!(
+        message.starts_with("cannot set up TLS: the TLS certificate "),
+        "{message}"
+    );
+    assert!(
+        message.contains("server.pem") && message.contains("other.key"),
+        "{message}"
+    );
+}
