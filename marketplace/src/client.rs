@@ -5,6 +5,8 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
+use anyhow::Context as _;
+
 use operations::{
     metrics::{RpcMetrics, code_name},
     rpc::{Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer},
@@ -65,12 +67,26 @@ impl Recommendations {
         settings: &Settings,
         metrics: RpcMetrics,
         endpoint_calls: Family<EndpointLabels, Counter>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let timeout = settings.rpc_timeout;
+        let tls = settings
+            .recommendations_tls()
+            .context("cannot set up TLS toward recommendations")?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint_for = move |addr: SocketAddr| -> anyhow::Result<Endpoint> {
+            let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?;
+            Ok(match &tls {
+                Some(tls) => endpoint.tls_config(tls.clone())?,
+                None => endpoint,
+            })
+        };
+        // Build one endpoint now, so that a TLS setup tonic refuses fails
+        // at start; afterwards the same steps cannot fail.
+        endpoint_for(SocketAddr::from(([127, 0, 0, 1], 1)))
+            .context("cannot set up the channel to recommendations")?;
         let connect = move |addr: SocketAddr| {
-            // A socket address always makes a valid URI.
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                .expect("http://<socket address> is a valid URI")
+            let endpoint = endpoint_for(addr)
+                .expect("checked at start: the same configuration with another address")
                 .connect_timeout(timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30))
@@ -88,7 +104,7 @@ impl Recommendations {
                 .service(channel.clone());
             (channel, RecommendationsServiceClient::new(layered))
         };
-        Self {
+        Ok(Self {
             pool: Pool::new(Box::new(connect)),
             resolver: Resolver::new(
                 &settings.recommendations_host,
@@ -97,7 +113,7 @@ impl Recommendations {
             ),
             timeout,
             endpoint_calls,
-        }
+        })
     }
 
     /// Resolves the replicas now, then keeps resolving every `interval` and

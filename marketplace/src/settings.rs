@@ -1,7 +1,7 @@
 //! Every setting of the marketplace: a command-line flag, each also read
 //! from an environment variable. Defaults live here and only here.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 use operations::LogFormat;
@@ -49,6 +49,39 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_PORT", default_value_t = 50051)]
     pub recommendations_port: u16,
 
+    /// PEM CA certificate(s): turns TLS on toward recommendations and
+    /// verifies its certificate against this CA.
+    #[arg(long, env = "RECOMMENDATIONS_TLS_CA", value_name = "PATH")]
+    pub recommendations_tls_ca: Option<PathBuf>,
+
+    /// The name recommendations' certificate must carry (default:
+    /// RECOMMENDATIONS_HOST).
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_DOMAIN",
+        requires = "recommendations_tls_ca"
+    )]
+    pub recommendations_tls_domain: Option<String>,
+
+    /// PEM client certificate to present to recommendations (mutual TLS);
+    /// requires the key and RECOMMENDATIONS_TLS_CA.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_CLIENT_CERT",
+        value_name = "PATH",
+        requires_all = ["recommendations_tls_client_key", "recommendations_tls_ca"]
+    )]
+    pub recommendations_tls_client_cert: Option<PathBuf>,
+
+    /// PEM private key of the client certificate.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_CLIENT_KEY",
+        value_name = "PATH",
+        requires = "recommendations_tls_client_cert"
+    )]
+    pub recommendations_tls_client_key: Option<PathBuf>,
+
     /// How often to resolve RECOMMENDATIONS_HOST again, to follow replicas
     /// joining and leaving (e.g. 5s).
     #[arg(long, env = "MARKETPLACE_RESOLVE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -57,7 +90,7 @@ pub struct Settings {
     /// Resolve RECOMMENDATIONS_HOST from this hosts(5) file instead of DNS
     /// (every line naming it is a replica).
     #[arg(long, env = "MARKETPLACE_HOSTS_FILE", value_name = "PATH")]
-    pub hosts_file: Option<std::path::PathBuf>,
+    pub hosts_file: Option<PathBuf>,
 
     /// Deadline of each call to recommendations (e.g. 1s, 250ms). Past it the
     /// page renders without recommendations.
@@ -86,6 +119,24 @@ impl Settings {
             format!("--recommendations-port={}", upstream.port()),
             "--drain-timeout=5s".to_owned(),
         ])
+    }
+
+    /// The TLS configuration toward recommendations, when
+    /// RECOMMENDATIONS_TLS_CA is set; fails on a missing or unusable file,
+    /// naming it.
+    pub fn recommendations_tls(&self) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        let Some(ca) = &self.recommendations_tls_ca else {
+            return Ok(None);
+        };
+        let domain = self
+            .recommendations_tls_domain
+            .as_deref()
+            .unwrap_or(&self.recommendations_host);
+        let identity = self
+            .recommendations_tls_client_cert
+            .as_deref()
+            .zip(self.recommendations_tls_client_key.as_deref());
+        operations::tls::client_config(ca, domain, identity).map(Some)
     }
 
     /// The recommendations endpoint URI, `http://host:port` (IPv6 literals

@@ -52,7 +52,7 @@ impl Application {
             "gRPC calls to recommendations by replica address and status code",
             endpoint_calls.clone(),
         );
-        let recommendations = Recommendations::new(&settings, rpc_metrics, endpoint_calls);
+        let recommendations = Recommendations::new(&settings, rpc_metrics, endpoint_calls)?;
         recommendations.discover(settings.resolve_interval).await;
         let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
 
