@@ -12,8 +12,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         None => run(cli.settings).await,
         Some(Command::Healthcheck) => {
-            let addr = operations::admin::local_probe_address(cli.settings.listen);
-            recommendations::healthcheck::check(addr, Duration::from_secs(3)).await
+            recommendations::healthcheck::check_local(&cli.settings, Duration::from_secs(3)).await
         }
     };
     operations::telemetry::exit_code("recommendations", result)

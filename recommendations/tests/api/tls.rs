@@ -40,9 +40,13 @@ impl Pki {
 
     /// A certificate for `name` with `purpose`, and its key: (cert PEM, key PEM).
     fn issue(&self, name: &str, purpose: ExtendedKeyUsagePurpose) -> (String, String) {
+        self.issue_for(name, vec![purpose])
+    }
+
+    fn issue_for(&self, name: &str, purposes: Vec<ExtendedKeyUsagePurpose>) -> (String, String) {
         let key = KeyPair::generate().expect("a key");
         let mut params = CertificateParams::new(vec![name.to_owned()]).expect("valid name");
-        params.extended_key_usages = vec![purpose];
+        params.extended_key_usages = purposes;
         let cert = params.signed_by(&key, &self.ca).expect("a certificate");
         (cert.pem(), key.serialize_pem())
     }
@@ -50,7 +54,14 @@ impl Pki {
     /// Settings serving TLS with a certificate for localhost, and with mTLS
     /// against this CA when `mutual`.
     fn server_settings(&self, mutual: bool) -> Settings {
-        let (cert, key) = self.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+        // Client authentication too: the healthcheck presents this identity.
+        let (cert, key) = self.issue_for(
+            "localhost",
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
         Settings {
             tls_cert: Some(self.write("server.pem", &cert)),
             tls_key: Some(self.write("server.key", &key)),
@@ -177,4 +188,43 @@ async fn a_key_that_does_not_match_its_certificate_stops_the_server_at_start() {
         message.contains("server.pem") && message.contains("other.key"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn the_healthcheck_passes_over_tls_and_over_mutual_tls() {
+    for mutual in [false, true] {
+        let pki = Pki::new();
+        let settings = pki.server_settings(mutual);
+        let app = spawn_app_with(settings.clone()).await;
+
+        let result = recommendations::healthcheck::check_local(
+            &Settings {
+                listen: app.addr,
+                ..settings
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+
+        assert!(result.is_ok(), "mutual TLS {mutual}: {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_healthcheck_refuses_a_server_with_another_certificate() {
+    let pki = Pki::new();
+    let app = spawn_app_with(pki.server_settings(false)).await;
+    // The same settings, but another certificate (and key) on file.
+    let imposter = Pki::new().server_settings(false);
+
+    let result = recommendations::healthcheck::check_local(
+        &Settings {
+            listen: app.addr,
+            ..imposter
+        },
+        Duration::from_secs(10),
+    )
+    .await;
+
+    assert!(result.is_err(), "{result:?}");
 }
