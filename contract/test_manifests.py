@@ -106,10 +106,12 @@ def test_every_variable_kubernetes_sets_is_read_by_the_binary(kubernetes, servic
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_variable_compose_sets_is_read_by_the_binary(compose, service):
-    env = compose["services"][service].get("environment", {})
+@pytest.mark.parametrize("file", ["docker-compose.yaml", "docker-compose.tls.yaml"])
+def test_every_variable_compose_sets_is_read_by_the_binary(file, service):
+    with open(ROOT / file) as handle:
+        env = yaml.safe_load(handle)["services"][service].get("environment", {})
     unknown = set(env) - set(settings_of(service))
-    assert not unknown, f"{service} does not read {sorted(unknown)}"
+    assert not unknown, f"{file}: {service} does not read {sorted(unknown)}"
 
 
 @pytest.mark.parametrize("service", SERVICES)

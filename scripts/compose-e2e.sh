@@ -146,43 +146,60 @@ for service in recommendations marketplace; do
     [ "$user" = "65532:65532" ] || fail "bookstore/$service runs as '$user', not 65532:65532"
 done
 
-log "starting the stack (homepage on :$BOOKSTORE_HTTP_PORT, gRPC on 127.0.0.1:$BOOKSTORE_GRPC_PORT)"
-"${COMPOSE[@]}" up -d >"$SCRATCH/up.log" 2>&1 || { cat "$SCRATCH/up.log" >&2; fail "compose up"; }
-container() { "${COMPOSE[@]}" ps -q "$1"; }
-for service in recommendations marketplace; do
-    for _ in $(seq 90); do
-        health=$(docker inspect --format '{{.State.Health.Status}}' "$(container "$service")")
-        [ "$health" = healthy ] && break
-        sleep 1
+# Starts the stack with the compose files in FILES, checks it, stops it.
+# $1: a label; GRPCURL_TLS: grpcurl's TLS flags (empty: plaintext).
+run_stack() {
+    local label=$1
+    log "$label: starting the stack (homepage on :$BOOKSTORE_HTTP_PORT, gRPC on 127.0.0.1:$BOOKSTORE_GRPC_PORT)"
+    "${COMPOSE[@]}" "${FILES[@]}" up -d >"$SCRATCH/up.log" 2>&1 || { cat "$SCRATCH/up.log" >&2; fail "compose up"; }
+    for service in recommendations marketplace; do
+        for _ in $(seq 90); do
+            health=$(docker inspect --format '{{.State.Health.Status}}' "$(container "$service")")
+            [ "$health" = healthy ] && break
+            sleep 1
+        done
+        [ "$health" = healthy ] || { "${COMPOSE[@]}" "${FILES[@]}" logs "$service" >&2; fail "$service is $health"; }
+        log "$label: $service is healthy"
     done
-    [ "$health" = healthy ] || { "${COMPOSE[@]}" logs "$service" >&2; fail "$service is $health"; }
-    log "$service is healthy"
-done
 
-homepage=$(curl -fsS "http://127.0.0.1:$BOOKSTORE_HTTP_PORT/")
-grep -q '<title>Online Books For You</title>' <<<"$homepage" || fail "the homepage has no title"
-books=$(grep -o '<li>' <<<"$homepage" | wc -l)
-[ "$books" -eq 3 ] || fail "the homepage lists $books books, not 3"
-log "homepage: title and 3 books"
+    homepage=$(curl -fsS "http://127.0.0.1:$BOOKSTORE_HTTP_PORT/")
+    grep -q '<title>Online Books For You</title>' <<<"$homepage" || fail "the homepage has no title"
+    books=$(grep -o '<li>' <<<"$homepage" | wc -l)
+    [ "$books" -eq 3 ] || fail "the homepage lists $books books, not 3"
+    log "$label: homepage: title and 3 books"
 
-grpc() { grpcurl -plaintext -d "$1" "127.0.0.1:$BOOKSTORE_GRPC_PORT" "$2"; }
-legacy=$(grpc '{"user_id": 1, "category": "MYSTERY", "max_results": 3}' Recommendations/Recommend)
-v1=$(grpc '{"user_id": 1, "category": "CATEGORY_MYSTERY", "max_results": 3}' \
-    bookstore.recommendations.v1.RecommendationsService/Recommend)
-[ "$(grep -c '"id"' <<<"$legacy")" -eq 3 ] || fail "legacy Recommend: $legacy"
-[ "$(grep -c '"author"' <<<"$v1")" -eq 3 ] || fail "v1 Recommend: $v1"
-log "Recommend through the published port: 3 books on both contracts"
+    # shellcheck disable=SC2086 # GRPCURL_TLS is a list of flags
+    grpc() { grpcurl $GRPCURL_TLS -d "$1" "127.0.0.1:$BOOKSTORE_GRPC_PORT" "$2"; }
+    legacy=$(grpc '{"user_id": 1, "category": "MYSTERY", "max_results": 3}' Recommendations/Recommend)
+    v1=$(grpc '{"user_id": 1, "category": "CATEGORY_MYSTERY", "max_results": 3}' \
+        bookstore.recommendations.v1.RecommendationsService/Recommend)
+    [ "$(grep -c '"id"' <<<"$legacy")" -eq 3 ] || fail "legacy Recommend: $legacy"
+    [ "$(grep -c '"author"' <<<"$v1")" -eq 3 ] || fail "v1 Recommend: $v1"
+    log "$label: Recommend through the published port: 3 books on both contracts"
 
-# --- 4. SIGTERM, drain, exit 0 ------------------------------------------------
-ids=("$(container recommendations)" "$(container marketplace)")
-log "stopping the stack with SIGTERM"
-"${COMPOSE[@]}" stop --timeout 30 >/dev/null 2>&1
-for id in "${ids[@]}"; do
-    name=$(docker inspect --format '{{.Name}}' "$id")
-    code=$(docker inspect --format '{{.State.ExitCode}}' "$id")
-    [ "$code" -eq 0 ] || { docker logs "$id" >&2; fail "$name exited with $code"; }
-    logs=$(docker logs "$id" 2>&1)
-    grep -q 'drained' <<<"$logs" || { printf '%s\n' "$logs" >&2; fail "$name did not drain"; }
-    log "$name drained and exited 0"
-done
+    ids=("$(container recommendations)" "$(container marketplace)")
+    log "$label: stopping the stack with SIGTERM"
+    "${COMPOSE[@]}" "${FILES[@]}" stop --timeout 30 >/dev/null 2>&1
+    for id in "${ids[@]}"; do
+        name=$(docker inspect --format '{{.Name}}' "$id")
+        code=$(docker inspect --format '{{.State.ExitCode}}' "$id")
+        logs=$(docker logs "$id" 2>&1)
+        [ "$code" -eq 0 ] || { printf '%s\n' "$logs" >&2; fail "$name exited with $code"; }
+        grep -q 'drained' <<<"$logs" || { printf '%s\n' "$logs" >&2; fail "$name did not drain"; }
+        log "$label: $name drained and exited 0"
+    done
+    "${COMPOSE[@]}" "${FILES[@]}" rm -f >/dev/null 2>&1
+}
+container() { "${COMPOSE[@]}" "${FILES[@]}" ps -q "$1"; }
+
+FILES=(-f docker-compose.yaml)
+GRPCURL_TLS=-plaintext
+run_stack plaintext
+
+# --- 4. The same with mutual TLS (docker-compose.tls.yaml) -------------------
+export BOOKSTORE_CERTS="$SCRATCH/certs"
+bash scripts/gen-certs.sh "$BOOKSTORE_CERTS" >/dev/null
+FILES=(-f docker-compose.yaml -f docker-compose.tls.yaml)
+GRPCURL_TLS="-cacert $BOOKSTORE_CERTS/ca.pem -cert $BOOKSTORE_CERTS/marketplace.pem -key $BOOKSTORE_CERTS/marketplace.key"
+run_stack "mutual TLS"
 log "PASSED"
