@@ -14,6 +14,8 @@ pub mod metrics;
 pub mod rpc;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 
 pub use admin::{AdminHandle, AdminServer, Readiness};

@@ -56,9 +56,9 @@ pub fn server_config(
     // acceptor is built: build one now, so that a mismatch fails at start.
     Server::builder()
         .tls_config(config.clone())
-        .map_err(|err| {
-            anyhow!(
-                "the TLS certificate {} and private key {} cannot be used together: {err}",
+        .with_context(|| {
+            format!(
+                "the TLS certificate {} and private key {} cannot be used together",
                 cert.display(),
                 key.display()
             )

@@ -56,13 +56,7 @@ impl Upstream {
 
     /// How many Recommend calls this replica answered OK.
     pub async fn recommend_calls(&self) -> u64 {
-        let metrics = admin_get(self.admin, "/metrics").await;
-        let prefix = "grpc_server_requests_total{method=\"/bookstore.recommendations.v1.\
-                      RecommendationsService/Recommend\",code=\"OK\"} ";
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(prefix))
-            .map_or(0, |count| count.parse().expect("a count"))
+        recommend_calls_at(&self.admin.to_string()).await
     }
 }
 
@@ -160,4 +154,21 @@ pub async fn silent_upstream() -> SocketAddr {
         }
     });
     addr
+}
+
+/// How many Recommend calls the replica with admin listener `admin`
+/// answered OK, from its own metrics.
+pub async fn recommend_calls_at(admin: &str) -> u64 {
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("the admin listener answers")
+        .text()
+        .await
+        .expect("a text body");
+    let prefix = "grpc_server_requests_total{method=\"/bookstore.recommendations.v1.\
+                  RecommendationsService/Recommend\",code=\"OK\"} ";
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix))
+        .map_or(0, |count| count.parse().expect("a count"))
 }

@@ -59,18 +59,7 @@ fn write_hosts(path: &Path, replicas: &[SocketAddr]) {
 
 /// Recommend calls a replica answered OK, from its own metrics.
 async fn served(replica: &Replica) -> u64 {
-    let metrics = reqwest::get(format!("http://{}/metrics", replica.admin))
-        .await
-        .expect("the admin listener answers")
-        .text()
-        .await
-        .expect("text");
-    let prefix = "grpc_server_requests_total{method=\"/bookstore.recommendations.v1.\
-                  RecommendationsService/Recommend\",code=\"OK\"} ";
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .map_or(0, |n| n.parse().expect("a count"))
+    crate::helpers::recommend_calls_at(&replica.admin).await
 }
 
 /// Page loads on a few concurrent connections until stopped; counts the

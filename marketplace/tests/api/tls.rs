@@ -4,53 +4,16 @@
 use std::{path::PathBuf, time::Duration};
 
 use marketplace::Settings;
-use rcgen::{CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
+use operations::testing::{Pki, Purpose};
 
 use crate::helpers::{book_titles, get, marketplace_with};
 
-/// A CA and the PEM files it signed, in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::default();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key"))
-            .expect("a CA");
-        Self {
-            dir: tempfile::tempdir().expect("a temp dir"),
-            ca,
-        }
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("writable");
-        path
-    }
-
-    /// (certificate file, key file) for `name`.
-    fn issue(&self, name: &str, purpose: ExtendedKeyUsagePurpose) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().expect("a key");
-        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("valid name");
-        params.extended_key_usages = vec![purpose];
-        let cert = params.signed_by(&key, &self.ca).expect("a certificate");
-        (
-            self.write(&format!("{name}.pem"), &cert.pem()),
-            self.write(&format!("{name}.key"), &key.serialize_pem()),
-        )
-    }
-}
-
 async fn mutual_tls_upstream(pki: &Pki) -> recommendations::Application {
-    let (cert, key) = pki.issue("recommendations", ExtendedKeyUsagePurpose::ServerAuth);
+    let (cert, key) = pki.issue_files("recommendations", &[Purpose::ServerAuth]);
     let settings = recommendations::Settings {
         tls_cert: Some(cert),
         tls_key: Some(key),
-        tls_client_ca: Some(pki.write("ca.pem", &pki.ca.pem())),
+        tls_client_ca: Some(pki.ca_file()),
         ..recommendations::Settings::for_tests()
     };
     recommendations::Application::build(settings)
@@ -64,9 +27,9 @@ fn marketplace_settings(
     client_certificate: bool,
 ) -> Settings {
     let identity =
-        client_certificate.then(|| pki.issue("marketplace", ExtendedKeyUsagePurpose::ClientAuth));
+        client_certificate.then(|| pki.issue_files("marketplace", &[Purpose::ClientAuth]));
     Settings {
-        recommendations_tls_ca: Some(pki.write("ca.pem", &pki.ca.pem())),
+        recommendations_tls_ca: Some(pki.ca_file()),
         recommendations_tls_domain: Some("recommendations".to_owned()),
         recommendations_tls_client_cert: identity.as_ref().map(|(cert, _)| cert.clone()),
         recommendations_tls_client_key: identity.map(|(_, key)| key),

@@ -1,79 +1,31 @@
 //! TLS and mutual TLS over real sockets, with certificates made here (rcgen)
 //! and never committed.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
+use operations::testing::{Pki, Purpose};
 use protobufs::v1::{self, recommendations_service_client::RecommendationsServiceClient};
-use rcgen::{CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, KeyPair};
 use recommendations::{Application, Settings};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::helpers::{TestApp, spawn_app_with};
 
-/// A CA, and PEM files it signed, in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca: CertifiedIssuer<'static, KeyPair>,
+/// Settings serving TLS with a certificate for localhost (which may also
+/// authenticate as a client: the healthcheck presents it), and with mutual
+/// TLS against the CA when `mutual`.
+fn server_settings(pki: &Pki, mutual: bool) -> Settings {
+    let (cert, key) = pki.issue_files("localhost", &[Purpose::ServerAuth, Purpose::ClientAuth]);
+    Settings {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        tls_client_ca: mutual.then(|| pki.ca_file()),
+        ..Settings::for_tests()
+    }
 }
 
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::default();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key"))
-            .expect("a CA");
-        Self {
-            dir: tempfile::tempdir().expect("a temp dir"),
-            ca,
-        }
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, text).expect("writable");
-        path
-    }
-
-    /// A certificate for `name` with `purpose`, and its key: (cert PEM, key PEM).
-    fn issue(&self, name: &str, purpose: ExtendedKeyUsagePurpose) -> (String, String) {
-        self.issue_for(name, vec![purpose])
-    }
-
-    fn issue_for(&self, name: &str, purposes: Vec<ExtendedKeyUsagePurpose>) -> (String, String) {
-        let key = KeyPair::generate().expect("a key");
-        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("valid name");
-        params.extended_key_usages = purposes;
-        let cert = params.signed_by(&key, &self.ca).expect("a certificate");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// Settings serving TLS with a certificate for localhost, and with mTLS
-    /// against this CA when `mutual`.
-    fn server_settings(&self, mutual: bool) -> Settings {
-        // Client authentication too: the healthcheck presents this identity.
-        let (cert, key) = self.issue_for(
-            "localhost",
-            vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-        );
-        Settings {
-            tls_cert: Some(self.write("server.pem", &cert)),
-            tls_key: Some(self.write("server.key", &key)),
-            tls_client_ca: mutual.then(|| self.write("client-ca.pem", &self.ca_pem())),
-            ..Settings::for_tests()
-        }
-    }
-
-    fn client_identity(&self) -> Identity {
-        let (cert, key) = self.issue("marketplace", ExtendedKeyUsagePurpose::ClientAuth);
-        Identity::from_pem(cert, key)
-    }
+fn client_identity(pki: &Pki) -> Identity {
+    let (cert, key) = pki.issue("marketplace", &[Purpose::ClientAuth]);
+    Identity::from_pem(cert, key)
 }
 
 /// A v1 call over TLS to `app`, trusting `ca`, presenting `identity`.
@@ -107,7 +59,7 @@ async fn call(app: &TestApp, ca: &str, identity: Option<Identity>) -> Result<usi
 #[tokio::test]
 async fn a_client_trusting_the_ca_gets_books_over_tls() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(false)).await;
+    let app = spawn_app_with(server_settings(&pki, false)).await;
 
     assert_eq!(call(&app, &pki.ca_pem(), None).await, Ok(3));
 }
@@ -115,7 +67,7 @@ async fn a_client_trusting_the_ca_gets_books_over_tls() {
 #[tokio::test]
 async fn a_client_trusting_another_ca_is_rejected() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(false)).await;
+    let app = spawn_app_with(server_settings(&pki, false)).await;
 
     let result = call(&app, &Pki::new().ca_pem(), None).await;
 
@@ -125,7 +77,7 @@ async fn a_client_trusting_another_ca_is_rejected() {
 #[tokio::test]
 async fn a_plaintext_client_against_the_tls_server_fails_cleanly() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(false)).await;
+    let app = spawn_app_with(server_settings(&pki, false)).await;
 
     let request = v1::RecommendRequest {
         user_id: 1,
@@ -142,7 +94,7 @@ async fn a_plaintext_client_against_the_tls_server_fails_cleanly() {
 #[tokio::test]
 async fn with_mutual_tls_a_client_without_a_certificate_is_rejected() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(true)).await;
+    let app = spawn_app_with(server_settings(&pki, true)).await;
 
     let result = call(&app, &pki.ca_pem(), None).await;
 
@@ -152,9 +104,9 @@ async fn with_mutual_tls_a_client_without_a_certificate_is_rejected() {
 #[tokio::test]
 async fn with_mutual_tls_a_certificate_from_another_ca_is_rejected() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(true)).await;
+    let app = spawn_app_with(server_settings(&pki, true)).await;
 
-    let result = call(&app, &pki.ca_pem(), Some(Pki::new().client_identity())).await;
+    let result = call(&app, &pki.ca_pem(), Some(client_identity(&Pki::new()))).await;
 
     assert!(result.is_err(), "{result:?}");
 }
@@ -162,10 +114,10 @@ async fn with_mutual_tls_a_certificate_from_another_ca_is_rejected() {
 #[tokio::test]
 async fn with_mutual_tls_a_client_certificate_from_the_ca_is_accepted() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(true)).await;
+    let app = spawn_app_with(server_settings(&pki, true)).await;
 
     assert_eq!(
-        call(&app, &pki.ca_pem(), Some(pki.client_identity())).await,
+        call(&app, &pki.ca_pem(), Some(client_identity(&pki))).await,
         Ok(3)
     );
 }
@@ -173,8 +125,8 @@ async fn with_mutual_tls_a_client_certificate_from_the_ca_is_accepted() {
 #[tokio::test]
 async fn a_key_that_does_not_match_its_certificate_stops_the_server_at_start() {
     let pki = Pki::new();
-    let mut settings = pki.server_settings(false);
-    let (_, other_key) = pki.issue("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    let mut settings = server_settings(&pki, false);
+    let (_, other_key) = pki.issue("localhost", &[Purpose::ServerAuth]);
     settings.tls_key = Some(pki.write("other.key", &other_key));
 
     let error = Application::build(settings).await.expect_err("refused");
@@ -185,7 +137,7 @@ async fn a_key_that_does_not_match_its_certificate_stops_the_server_at_start() {
         "{message}"
     );
     assert!(
-        message.contains("server.pem") && message.contains("other.key"),
+        message.contains("localhost.pem") && message.contains("other.key"),
         "{message}"
     );
 }
@@ -194,7 +146,7 @@ async fn a_key_that_does_not_match_its_certificate_stops_the_server_at_start() {
 async fn the_healthcheck_passes_over_tls_and_over_mutual_tls() {
     for mutual in [false, true] {
         let pki = Pki::new();
-        let settings = pki.server_settings(mutual);
+        let settings = server_settings(&pki, mutual);
         let app = spawn_app_with(settings.clone()).await;
 
         let result = recommendations::healthcheck::check_local(
@@ -213,9 +165,9 @@ async fn the_healthcheck_passes_over_tls_and_over_mutual_tls() {
 #[tokio::test]
 async fn the_healthcheck_refuses_a_server_with_another_certificate() {
     let pki = Pki::new();
-    let app = spawn_app_with(pki.server_settings(false)).await;
+    let app = spawn_app_with(server_settings(&pki, false)).await;
     // The same settings, but another certificate (and key) on file.
-    let imposter = Pki::new().server_settings(false);
+    let imposter = server_settings(&Pki::new(), false);
 
     let result = recommendations::healthcheck::check_local(
         &Settings {
