@@ -1,5 +1,6 @@
 //! The bookstore's web app: an axum + askama site whose pages come from the
-//! recommendations service, called over one long-lived gRPC channel.
+//! recommendations service, called over long-lived gRPC channels (one per
+//! replica) created once and shared by every request.
 #![forbid(unsafe_code)]
 
 pub mod balance;

@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use operations::LogFormat;
 
 /// The Online Books For You web app. Renders the bookstore's pages from the
-/// recommendations service, reached over one long-lived gRPC channel shared
-/// by every request; serves /metrics, /healthz and /readyz on an admin
+/// recommendations service, reached over long-lived gRPC channels (one per
+/// replica) shared by every request; serves /metrics, /healthz and /readyz on an admin
 /// listener of its own.
 #[derive(Debug, Parser)]
 #[command(name = "marketplace", version)]
