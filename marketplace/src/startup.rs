@@ -123,18 +123,15 @@ impl Application {
             readiness.set_not_ready();
             tracing::info!("readiness is 503; draining requests in flight");
         };
-        let served = shutdown::run_until_stopped(
+        shutdown::serve_until_stopped(
             "http",
             server.into_future(),
             shutdown,
             going_away,
             stop,
             self.settings.drain_timeout,
+            admin,
         )
-        .await;
-        admin.stop().await?;
-        served.context("the web server failed")?;
-        tracing::info!("stopped");
-        Ok(())
+        .await
     }
 }

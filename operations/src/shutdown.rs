@@ -113,6 +113,31 @@ where
     bounded_drain(what, grace, server).await.unwrap_or(Ok(()))
 }
 
+/// The whole shutdown sequence of a service: [`run_until_stopped`], then
+/// the admin listener stops last, so that `/metrics` and `/readyz` cover the
+/// drain. Returns the server's error, if it failed, as "the `what` server
+/// failed".
+pub async fn serve_until_stopped<S, E, G>(
+    what: &str,
+    server: S,
+    shutdown: impl Future<Output = ()>,
+    going_away: G,
+    stop: Trigger,
+    grace: Duration,
+    admin: crate::AdminHandle,
+) -> anyhow::Result<()>
+where
+    S: Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+    G: Future<Output = ()>,
+{
+    let served = run_until_stopped(what, server, shutdown, going_away, stop, grace).await;
+    admin.stop().await?;
+    anyhow::Context::with_context(served, || format!("the {what} server failed"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -181,20 +181,16 @@ impl Application {
             }
             tracing::info!("health is NOT_SERVING; draining calls in flight");
         };
-        let served = shutdown::run_until_stopped(
+        shutdown::serve_until_stopped(
             "grpc",
             server,
             shutdown,
             going_away,
             stop,
             self.settings.drain_timeout,
+            admin,
         )
-        .await;
-        // The admin listener stops last, so /metrics and /readyz cover the drain.
-        admin.stop().await?;
-        served.context("the gRPC server failed")?;
-        tracing::info!("stopped");
-        Ok(())
+        .await
     }
 }
 
