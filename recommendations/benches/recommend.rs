@@ -1,12 +1,24 @@
-//! Recommend's cost does not grow with the catalog: the same call on
-//! catalogs of 9, 10,000 and 1,000,000 books, plus the load time of the
-//! largest. Run: `cargo bench -p recommendations --bench recommend`.
+//! Recommend's cost does not grow with the catalog: the same request on
+//! catalogs of 10, 10,000 and 1,000,000 books, measured three ways, plus the
+//! load time of the largest catalog. `cargo xtask bench` runs this with the
+//! rest of the suite; alone: `cargo bench -p recommendations --bench recommend`.
+//!
+//! - `catalog`: choosing three books (`Catalog::recommend`);
+//! - `handler`: the v1 handler called in process (choose, copy, respond);
+//! - `call`: a whole call, a tonic client over loopback TCP to the real
+//!   server with every layer, and back: what a client sees, less the
+//!   thread wake-ups (client and server share one thread).
 
-use std::{hint::black_box, io::Write as _, sync::Arc, time::Instant};
+use std::{hint::black_box, io::Write as _, path::Path, sync::Arc, time::Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use protobufs::v1::{self, recommendations_service_server::RecommendationsService as _};
-use recommendations::{Catalog, Category, api::Recommendations};
+use protobufs::v1::{
+    self, recommendations_service_client::RecommendationsServiceClient,
+    recommendations_service_server::RecommendationsService as _,
+};
+use recommendations::{Application, Catalog, Category, Settings, api::Recommendations};
+use tokio::runtime::Runtime;
+use tonic::transport::{Channel, Endpoint};
 
 /// A CSV catalog of `size` books spread over the three categories.
 fn catalog_file(size: usize) -> tempfile::TempPath {
@@ -24,12 +36,48 @@ fn catalog_file(size: usize) -> tempfile::TempPath {
     file.into_temp_path()
 }
 
-fn recommend(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// The real server, with every layer, serving `catalog` on a loopback port
+/// of `runtime`, and a client connected to it.
+fn serve(runtime: &Runtime, catalog: &Path) -> RecommendationsServiceClient<Channel> {
+    runtime.block_on(async {
+        let mut settings = Settings::for_tests();
+        settings.catalog = Some(catalog.to_path_buf());
+        let app = Application::build(settings)
+            .await
+            .expect("the server starts");
+        let addr = app.local_addr();
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("a valid URI")
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .expect("the server accepts a connection");
+        RecommendationsServiceClient::new(channel)
+    })
+}
+
+/// One thread for client and server alike: the figures are CPU work, not
+/// thread wake-ups.
+fn single_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
-        .expect("a runtime");
+        .expect("a runtime")
+}
+
+fn request() -> v1::RecommendRequest {
+    v1::RecommendRequest {
+        user_id: 1,
+        category: v1::Category::Mystery as i32,
+        max_results: 3,
+    }
+}
+
+fn recommend(c: &mut Criterion) {
+    let runtime = single_thread();
     let mut group = c.benchmark_group("recommend_3_mystery");
-    for size in [9, 10_000, 1_000_000] {
+    for size in [10, 10_000, 1_000_000] {
         let path = catalog_file(size);
         let started = Instant::now();
         let catalog = Catalog::from_path(&path).expect("a valid catalog");
@@ -47,22 +95,29 @@ fn recommend(c: &mut Criterion) {
         });
 
         let service = Recommendations::new(catalog);
-        group.bench_with_input(
-            BenchmarkId::new("v1_handler", size),
-            &service,
-            |b, service| {
-                b.iter(|| {
-                    let request = tonic::Request::new(v1::RecommendRequest {
-                        user_id: 1,
-                        category: v1::Category::Mystery as i32,
-                        max_results: 3,
-                    });
-                    runtime
-                        .block_on(service.recommend(request))
-                        .map(|r| black_box(r.into_inner().books.len()))
-                })
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("handler", size), &service, |b, service| {
+            b.iter(|| {
+                runtime
+                    .block_on(service.recommend(tonic::Request::new(request())))
+                    .map(|r| black_box(r.into_inner().books.len()))
+            })
+        });
+        drop(service);
+
+        // A fresh runtime holding only this server, dropped (and the server
+        // with it) before the next size, so that no size measures another's
+        // idle server.
+        let call_runtime = single_thread();
+        let client = serve(&call_runtime, &path);
+        group.bench_with_input(BenchmarkId::new("call", size), &client, |b, client| {
+            b.iter(|| {
+                let mut client = client.clone();
+                call_runtime
+                    .block_on(client.recommend(request()))
+                    .map(|r| black_box(r.into_inner().books.len()))
+            })
+        });
+        drop(call_runtime);
     }
     group.finish();
 }

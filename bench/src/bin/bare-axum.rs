@@ -1,0 +1,42 @@
+//! The HTTP ceiling: one static HTML page served by a bare axum router, with
+//! TCP_NODELAY as the marketplace sets it and nothing else. Comparing the
+//! homepage with it measures rendering, the Recommend call and every layer.
+#![forbid(unsafe_code)]
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use axum::{Router, response::Html, routing::get, serve::ListenerExt as _};
+use clap::Parser;
+use operations::shutdown;
+
+#[derive(Parser)]
+struct Args {
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:5010")]
+    listen: SocketAddr,
+    /// The HTML file served at `/`.
+    #[arg(long)]
+    page: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let page = std::fs::read_to_string(&args.page)
+        .with_context(|| format!("cannot read the page {}", args.page.display()))?;
+    let page: &'static str = page.leak();
+    let router = Router::new().route("/", get(move || async move { Html(page) }));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot bind {}", args.listen))?
+        .tap_io(|tcp| {
+            // Best effort, as in the marketplace.
+            let _ = tcp.set_nodelay(true);
+        });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown::signal())
+        .await
+        .context("serving HTTP")
+}

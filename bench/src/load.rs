@@ -1,0 +1,396 @@
+//! The load generators: h2load for gRPC (HTTP/2 POSTs carrying one framed
+//! request message) and wrk for HTTP/1.1 pages, run as processes, with their
+//! reports parsed.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, bail};
+use tokio::process::Command;
+
+/// Median and 99th percentile latency.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Latency {
+    /// 50th percentile, in microseconds.
+    pub p50_us: f64,
+    /// 99th percentile, in microseconds.
+    pub p99_us: f64,
+}
+
+/// A fixed number of gRPC calls made by h2load.
+#[derive(Clone, Debug)]
+pub struct GrpcLoad<'a> {
+    /// `http://host:port/package.Service/Method`.
+    pub url: String,
+    /// The request body: one length-prefixed gRPC message.
+    pub body: &'a Path,
+    /// Calls to make in all.
+    pub calls: u64,
+    /// HTTP/2 connections.
+    pub connections: u32,
+    /// Concurrent streams per connection.
+    pub streams: u32,
+    /// Where h2load writes one line per call.
+    pub log: &'a Path,
+}
+
+/// What h2load saw.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcOutcome {
+    /// h2load's summary.
+    pub summary: H2loadSummary,
+    /// Per-call latency, from `--log-file`.
+    pub latency: Latency,
+    /// Calls whose HTTP status was not 200 (or that failed), from the log.
+    pub non_200: u64,
+}
+
+/// The figures of h2load's summary this suite uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct H2loadSummary {
+    /// Calls per second over the run.
+    pub rate: f64,
+    /// Calls completed.
+    pub done: u64,
+    /// Calls answered with a 2xx or 3xx HTTP status. An HTTP 200 may still
+    /// carry a gRPC error: see the suite's other checks.
+    pub succeeded: u64,
+    /// Calls failed, errored or timed out.
+    pub failed: u64,
+    /// Response body bytes (DATA frames) received.
+    pub data_bytes: u64,
+}
+
+/// Runs h2load; fails if it does not run or reports nothing.
+pub async fn h2load(load: &GrpcLoad<'_>) -> anyhow::Result<GrpcOutcome> {
+    let output = Command::new("h2load")
+        .args(["-n", &load.calls.to_string()])
+        .args(["-c", &load.connections.to_string()])
+        .args(["-m", &load.streams.to_string()])
+        .args(["-t", "1"])
+        .arg("-d")
+        .arg(load.body)
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers"])
+        .arg("--log-file")
+        .arg(load.log)
+        .arg(&load.url)
+        .output()
+        .await
+        .context("cannot run h2load; install it with `apt-get install nghttp2-client`")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = parse_h2load(&stdout).with_context(|| {
+        format!(
+            "h2load against {} gave no summary ({}):\n{stdout}{}",
+            load.url,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    let log = std::fs::read_to_string(load.log)
+        .with_context(|| format!("cannot read h2load's log {}", load.log.display()))?;
+    let (durations, non_200) = parse_h2load_log(&log)
+        .with_context(|| format!("unreadable h2load log {}", load.log.display()))?;
+    let latency = percentiles(durations)
+        .with_context(|| format!("h2load logged no calls in {}", load.log.display()))?;
+    Ok(GrpcOutcome {
+        summary,
+        latency,
+        non_200,
+    })
+}
+
+/// Parses h2load's summary: the `finished in`, `requests:` and `traffic:`
+/// lines.
+pub fn parse_h2load(stdout: &str) -> Option<H2loadSummary> {
+    let finished = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("finished in "))?;
+    let rate = finished
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" req/s"))?
+        .parse()
+        .ok()?;
+    let requests = stdout.lines().find_map(|l| l.strip_prefix("requests: "))?;
+    let count = |what: &str| -> Option<u64> {
+        requests
+            .split(", ")
+            .find_map(|part| part.strip_suffix(what))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let traffic = stdout.lines().find_map(|l| l.strip_prefix("traffic: "))?;
+    // "... headers (space savings 95.77%), 12.94MB (13570692) data"
+    let data = traffic.rsplit_once(", ")?.1.strip_suffix(" data")?;
+    let data_bytes = data.split_once('(')?.1.split_once(')')?.0.parse().ok()?;
+    Some(H2loadSummary {
+        rate,
+        done: count(" done")?,
+        succeeded: count(" succeeded")?,
+        failed: count(" failed")? + count(" errored")? + count(" timeout")?,
+        data_bytes,
+    })
+}
+
+/// Parses h2load's `--log-file`: tab-separated start time (µs since the
+/// epoch), HTTP status (-1 when the stream failed) and duration (µs).
+/// Returns the durations and the number of calls whose status was not 200.
+pub fn parse_h2load_log(log: &str) -> Option<(Vec<u64>, u64)> {
+    let mut durations = Vec::new();
+    let mut non_200 = 0;
+    for line in log.lines().filter(|line| !line.is_empty()) {
+        let mut columns = line.split('\t');
+        let _start = columns.next()?;
+        let status: i32 = columns.next()?.parse().ok()?;
+        let duration: u64 = columns.next()?.parse().ok()?;
+        if status != 200 {
+            non_200 += 1;
+        }
+        durations.push(duration);
+    }
+    Some((durations, non_200))
+}
+
+/// The nearest-rank median and 99th percentile of `micros`.
+pub fn percentiles(mut micros: Vec<u64>) -> Option<Latency> {
+    if micros.is_empty() {
+        return None;
+    }
+    micros.sort_unstable();
+    let rank = |p: f64| {
+        let index = ((p * micros.len() as f64).ceil() as usize).clamp(1, micros.len()) - 1;
+        micros[index] as f64
+    };
+    Some(Latency {
+        p50_us: rank(0.50),
+        p99_us: rank(0.99),
+    })
+}
+
+/// HTTP load by wrk for a fixed time.
+#[derive(Clone, Debug)]
+pub struct HttpLoad {
+    /// The page.
+    pub url: String,
+    /// How long to run.
+    pub duration: Duration,
+    /// Open connections.
+    pub connections: u32,
+    /// wrk threads.
+    pub threads: u32,
+}
+
+/// What wrk saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HttpOutcome {
+    /// Responses per second.
+    pub rate: f64,
+    /// Responses received.
+    pub requests: u64,
+    /// From `--latency`.
+    pub latency: Latency,
+    /// Responses whose status was not 2xx or 3xx.
+    pub non_2xx_3xx: u64,
+    /// Connect, read, write errors and timeouts.
+    pub socket_errors: u64,
+}
+
+/// Runs wrk; fails if it does not run or reports nothing.
+pub async fn wrk(load: &HttpLoad) -> anyhow::Result<HttpOutcome> {
+    let output = Command::new("wrk")
+        .args(["-t", &load.threads.to_string()])
+        .args(["-c", &load.connections.to_string()])
+        .args(["-d", &format!("{}s", load.duration.as_secs().max(1))])
+        .arg("--latency")
+        .arg(&load.url)
+        .output()
+        .await
+        .context("cannot run wrk; install it with `apt-get install wrk`")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "wrk against {} failed ({}):\n{stdout}",
+            load.url,
+            output.status
+        );
+    }
+    parse_wrk(&stdout)
+        .with_context(|| format!("wrk against {} gave no summary:\n{stdout}", load.url))
+}
+
+/// Parses wrk's report, run with `--latency`.
+pub fn parse_wrk(stdout: &str) -> Option<HttpOutcome> {
+    let lines = || stdout.lines().map(str::trim);
+    let percentile = |label: &str| {
+        lines()
+            .find_map(|line| line.strip_prefix(label))
+            .and_then(|value| micros(value.trim()))
+    };
+    let requests = lines()
+        .find(|line| line.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let rate = lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let non_2xx_3xx = match lines().find_map(|line| line.strip_prefix("Non-2xx or 3xx responses:"))
+    {
+        Some(count) => count.trim().parse().ok()?,
+        None => 0,
+    };
+    // "Socket errors: connect 0, read 0, write 0, timeout 0", when any.
+    let socket_errors = match lines().find_map(|line| line.strip_prefix("Socket errors:")) {
+        Some(errors) => errors
+            .split(',')
+            .map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<Option<u64>>()?,
+        None => 0,
+    };
+    Some(HttpOutcome {
+        rate,
+        requests,
+        latency: Latency {
+            p50_us: percentile("50%")?,
+            p99_us: percentile("99%")?,
+        },
+        non_2xx_3xx,
+        socket_errors,
+    })
+}
+
+/// A wrk duration (`584.00us`, `2.13ms`, `1.02s`, `1.50m`) in microseconds.
+fn micros(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        _ => return None,
+    };
+    Some(number * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H2LOAD: &str = "\
+starting benchmark...
+spawning thread #0: 8 total client(s). 100000 total requests
+progress: 100% done
+
+finished in 1.05s, 95404.92 req/s, 15.17MB/s
+requests: 100000 total, 100000 started, 99990 done, 99980 succeeded, 10 failed, 3 errored, 2 timeout
+status codes: 100000 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 15.90MB (16671636) total, 293.42KB (300464) headers (space savings 95.77%), 12.94MB (13570692) data
+                     min         max         mean         sd        +/- sd
+time for request:       28us     12.21ms      1.17ms       622us    80.44%
+";
+
+    #[test]
+    fn h2load_summary_is_parsed() {
+        let summary = parse_h2load(H2LOAD).expect("a summary");
+
+        assert_eq!(
+            summary,
+            H2loadSummary {
+                rate: 95404.92,
+                done: 99990,
+                succeeded: 99980,
+                failed: 15,
+                data_bytes: 13570692,
+            }
+        );
+        assert_eq!(parse_h2load("connect: Connection refused\n"), None);
+    }
+
+    #[test]
+    fn h2load_log_gives_durations_and_failed_streams() {
+        let log =
+            "1795247373063225\t200\t584\n1795247373063218\t-1\t652\n1795247373063220\t200\t651\n";
+
+        let (durations, non_200) = parse_h2load_log(log).expect("a valid log");
+
+        assert_eq!(durations, [584, 652, 651]);
+        assert_eq!(non_200, 1);
+        assert_eq!(parse_h2load_log("17952\tOK\t1\n"), None);
+    }
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let latency = percentiles((1..=1000).rev().collect()).expect("samples");
+
+        assert_eq!(
+            latency,
+            Latency {
+                p50_us: 500.0,
+                p99_us: 990.0
+            }
+        );
+        assert_eq!(
+            percentiles(vec![7]),
+            Some(Latency {
+                p50_us: 7.0,
+                p99_us: 7.0
+            })
+        );
+        assert_eq!(percentiles(Vec::new()), None);
+    }
+
+    const WRK: &str = "\
+Running 10s test @ http://127.0.0.1:5000/
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.31ms    1.07ms  20.06ms   75.96%
+    Req/Sec    13.96k     1.02k   16.22k    71.50%
+  Latency Distribution
+     50%  584.00us
+     75%    2.77ms
+     90%    3.54ms
+     99%    1.02s
+  277895 requests in 10.01s, 862.13MB read
+  Socket errors: connect 0, read 2, write 0, timeout 5
+  Non-2xx or 3xx responses: 12
+Requests/sec:  27763.19
+Transfer/sec:     86.13MB
+";
+
+    #[test]
+    fn wrk_report_is_parsed() {
+        let outcome = parse_wrk(WRK).expect("a report");
+
+        assert_eq!(
+            outcome,
+            HttpOutcome {
+                rate: 27763.19,
+                requests: 277895,
+                latency: Latency {
+                    p50_us: 584.0,
+                    p99_us: 1.02e6
+                },
+                non_2xx_3xx: 12,
+                socket_errors: 7,
+            }
+        );
+    }
+
+    #[test]
+    fn a_clean_wrk_report_has_no_errors() {
+        let clean: String = WRK
+            .lines()
+            .filter(|line| !line.contains("errors") && !line.contains("Non-2xx"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+
+        let outcome = parse_wrk(&clean).expect("a report");
+
+        assert_eq!((outcome.non_2xx_3xx, outcome.socket_errors), (0, 0));
+        assert_eq!(parse_wrk("unable to connect to 127.0.0.1:5000\n"), None);
+    }
+}

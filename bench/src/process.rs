@@ -1,0 +1,213 @@
+//! The servers under test as child processes, and what `/proc` says they
+//! cost: CPU time (utime + stime) and peak resident memory (VmHWM).
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// A server started by the suite. Dropping it kills the process, so that an
+/// error anywhere leaves nothing running; [`Server::stop`] stops it gracefully.
+#[derive(Debug)]
+pub struct Server {
+    name: String,
+    child: Child,
+    pid: u32,
+    log: PathBuf,
+}
+
+/// CPU time and peak memory of a process so far.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Usage {
+    /// User plus system CPU time of all its threads.
+    pub cpu: Duration,
+    /// Peak resident set size, in bytes.
+    pub peak_rss: u64,
+}
+
+impl Server {
+    /// Starts `binary` with `args` and `envs`, its output going to
+    /// `<log_dir>/<name>.log`.
+    pub fn start(
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        envs: &[(&str, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = log_dir.join(format!("{name}.log"));
+        let output = std::fs::File::create(&log)
+            .with_context(|| format!("cannot create {}", log.display()))?;
+        let errors = output.try_clone().context("duplicating a log handle")?;
+        let child = Command::new(binary)
+            .args(args)
+            .envs(envs.iter().map(|(key, value)| (key, value)))
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let pid = child
+            .id()
+            .with_context(|| format!("{name} exited at once; see {}", log.display()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            pid,
+            log,
+        })
+    }
+
+    /// The name it was started under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until `addr` accepts TCP connections, failing if the process
+    /// exits first or `timeout` passes.
+    pub async fn wait_for_port(
+        &mut self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait().context("checking a child")? {
+                bail!(
+                    "{} exited ({status}) before listening; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {timeout:?}; see {}",
+                    self.name,
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Its CPU time and peak memory so far.
+    pub fn usage(&self, clock_ticks: u64) -> anyhow::Result<Usage> {
+        let stat = read(&format!("/proc/{}/stat", self.pid))?;
+        let status = read(&format!("/proc/{}/status", self.pid))?;
+        let ticks =
+            cpu_ticks(&stat).with_context(|| format!("unreadable /proc/{}/stat", self.pid))?;
+        let peak_rss =
+            peak_rss(&status).with_context(|| format!("no VmHWM in /proc/{}/status", self.pid))?;
+        Ok(Usage {
+            cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks as f64),
+            peak_rss,
+        })
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .context("running kill")?;
+        if !signalled.success() {
+            bail!("cannot signal {} (pid {})", self.name, self.pid);
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .with_context(|| format!("{} did not stop within 30 s", self.name))?
+            .context("waiting for a child")?;
+        if !status.success() {
+            bail!(
+                "{} stopped with {status}; see {}",
+                self.name,
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn read(path: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
+}
+
+/// utime + stime, in clock ticks, from the text of `/proc/<pid>/stat`.
+/// They are fields 14 and 15; the command name (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+pub fn cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// VmHWM, in bytes, from the text of `/proc/<pid>/status`.
+pub fn peak_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of
+/// `/proc/<pid>/stat`'s CPU times.
+pub fn clock_ticks() -> anyhow::Result<u64> {
+    let output = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .context("running getconf CLK_TCK")?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK printed no number")
+}
+
+/// A loopback address with a port free at the time of the call.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    listener.local_addr().context("reading a free port")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_counted_after_the_command_name() {
+        let stat = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 1163 0 0 0 \
+                    250 75 0 0 20 0 3 0 123 456 789";
+
+        assert_eq!(cpu_ticks(stat), Some(325));
+        assert_eq!(cpu_ticks("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn peak_rss_is_read_in_bytes() {
+        let status =
+            "Name:\trecommendations\nVmPeak:\t  600000 kB\nVmHWM:\t    9196 kB\nVmRSS:\t 8968 kB\n";
+
+        assert_eq!(peak_rss(status), Some(9196 * 1024));
+        assert_eq!(peak_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_readable_cost() {
+        let stat = read("/proc/self/stat").expect("procfs");
+        let status = read("/proc/self/status").expect("procfs");
+
+        assert!(cpu_ticks(&stat).is_some(), "{stat}");
+        assert!(peak_rss(&status).is_some_and(|bytes| bytes > 0), "{status}");
+        assert!(clock_ticks().expect("getconf") > 0);
+    }
+}
