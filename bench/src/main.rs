@@ -21,6 +21,7 @@
 
 use std::{
     net::SocketAddr,
+    num::NonZeroUsize,
     path::{Path, PathBuf},
     process::ExitCode,
     time::{Duration, SystemTime},
@@ -50,12 +51,28 @@ struct Args {
     /// Do not rewrite README.md's results and docs/benchmarks/.
     #[arg(long)]
     no_docs: bool,
-    /// Skip the Criterion benchmarks.
-    #[arg(long)]
-    skip_criterion: bool,
+    /// Runtime worker threads of every server, services and ceilings alike.
+    /// The default, 1, is what kubernetes.yaml's limit of one CPU gives;
+    /// a full run also measures the homepage with a worker per CPU.
+    #[arg(long, default_value = "1")]
+    worker_threads: NonZeroUsize,
+    /// Run one part only (for profiling); the docs are left alone.
+    #[arg(long, value_enum)]
+    only: Option<Phase>,
     /// Where results and logs go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+}
+
+/// A part of the suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// Recommend on both contracts, with h2load.
+    Grpc,
+    /// The homepage, with wrk.
+    Http,
+    /// The Criterion benchmarks.
+    Criterion,
 }
 
 /// How much load each run makes.
@@ -98,6 +115,11 @@ const HTTP_THREADS: u32 = 1;
 const BOOKS_PER_CATEGORY: i32 = 1000;
 const FIRST_ID: i32 = 1000;
 
+/// The homepage scenarios: with `--worker-threads`, and with each server's
+/// default of a worker per CPU.
+const HOMEPAGE: &str = "Homepage";
+const HOMEPAGE_DEFAULT_WORKERS: &str = "Homepage, a worker per CPU";
+
 /// The service's targets (README.md, "Benchmarks").
 const MIN_RATE_RATIO: f64 = 0.90;
 const MAX_CPU_RATIO: f64 = 1.15;
@@ -132,6 +154,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .context("the suite's binary has a directory")?
         .to_path_buf();
     let suite = Suite {
+        workers: Some(args.worker_threads),
         binaries,
         work,
         plan,
@@ -144,12 +167,24 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         machine.cpu, machine.cores, machine.tools
     );
 
-    let (mut comparisons, mut memory) = suite.grpc().await?;
-    let (homepage, http_memory) = suite.http().await?;
-    comparisons.push(homepage);
-    memory.extend(http_memory);
-
-    let criterion = if args.skip_criterion {
+    let runs = |phase: Phase| args.only.is_none_or(|only| only == phase);
+    let (mut comparisons, mut memory) = (Vec::new(), Vec::new());
+    if runs(Phase::Grpc) {
+        let (grpc, grpc_memory) = suite.grpc().await?;
+        comparisons.extend(grpc);
+        memory.extend(grpc_memory);
+    }
+    if runs(Phase::Http) {
+        let (homepage, http_memory) = suite.http(suite.workers, HOMEPAGE).await?;
+        comparisons.push(homepage);
+        memory.extend(http_memory);
+        if !args.quick {
+            let (homepage, http_memory) = suite.http(None, HOMEPAGE_DEFAULT_WORKERS).await?;
+            comparisons.push(homepage);
+            memory.extend(http_memory);
+        }
+    }
+    let criterion = if !runs(Phase::Criterion) {
         None
     } else {
         let started = SystemTime::now();
@@ -171,7 +206,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         targets,
     };
     write_results(&results, &out, "chart.svg")?;
-    if !args.quick && !args.no_docs {
+    if !args.quick && !args.no_docs && args.only.is_none() {
         update_docs(&results, &workspace)?;
     }
 
@@ -187,6 +222,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 }
 
 struct Suite {
+    /// `--worker-threads` of every server (None: their default).
+    workers: Option<NonZeroUsize>,
     binaries: PathBuf,
     work: PathBuf,
     plan: Plan,
@@ -233,7 +270,7 @@ impl Suite {
         let mut service = Server::start(
             "recommendations",
             &self.binary("recommendations")?,
-            &[],
+            &threads(self.workers),
             &[
                 ("RECOMMENDATIONS_LISTEN", addr.to_string()),
                 ("RECOMMENDATIONS_ADMIN_LISTEN", admin.to_string()),
@@ -248,9 +285,13 @@ impl Suite {
             "bare-tonic",
             &self.binary("bare-tonic")?,
             &[
-                format!("--listen={bare_addr}"),
-                format!("--catalog={}", catalog.display()),
-            ],
+                threads(self.workers),
+                vec![
+                    format!("--listen={bare_addr}"),
+                    format!("--catalog={}", catalog.display()),
+                ],
+            ]
+            .concat(),
             &[],
             &self.work,
         )?;
@@ -289,8 +330,10 @@ impl Suite {
             .map(|(contract, rounds)| Comparison {
                 scenario: format!("Recommend ({})", contract.name),
                 load: format!(
-                    "h2load, {GRPC_CONNECTIONS} connections × {GRPC_STREAMS} streams, {} calls per round, {} rounds",
-                    self.plan.calls, self.plan.rounds
+                    "h2load, {GRPC_CONNECTIONS} connections × {GRPC_STREAMS} streams, {} calls per round, {} rounds, {}",
+                    self.plan.calls,
+                    self.plan.rounds,
+                    workers_label(self.workers)
                 ),
                 service: "recommendations".to_owned(),
                 ceiling: "bare tonic".to_owned(),
@@ -379,13 +422,18 @@ impl Suite {
 
     /// The homepage (marketplace + recommendations) against bare axum
     /// serving the same page.
-    async fn http(&self) -> anyhow::Result<(Comparison, Vec<Memory>)> {
+    async fn http(
+        &self,
+        workers: Option<NonZeroUsize>,
+        scenario: &str,
+    ) -> anyhow::Result<(Comparison, Vec<Memory>)> {
+        let phase = format!("{} load", scenario.to_lowercase());
         let grpc = process::free_port()?;
         let grpc_admin = process::free_port()?;
         let mut recommendations = Server::start(
             "recommendations-for-pages",
             &self.binary("recommendations")?,
-            &[],
+            &threads(workers),
             &[
                 ("RECOMMENDATIONS_LISTEN", grpc.to_string()),
                 ("RECOMMENDATIONS_ADMIN_LISTEN", grpc_admin.to_string()),
@@ -401,7 +449,7 @@ impl Suite {
         let mut marketplace = Server::start(
             "marketplace",
             &self.binary("marketplace")?,
-            &[],
+            &threads(workers),
             &[
                 ("MARKETPLACE_LISTEN", web.to_string()),
                 ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
@@ -425,9 +473,13 @@ impl Suite {
             "bare-axum",
             &self.binary("bare-axum")?,
             &[
-                format!("--listen={bare_addr}"),
-                format!("--page={}", page_file.display()),
-            ],
+                threads(workers),
+                vec![
+                    format!("--listen={bare_addr}"),
+                    format!("--page={}", page_file.display()),
+                ],
+            ]
+            .concat(),
             &[],
             &self.work,
         )?;
@@ -448,20 +500,21 @@ impl Suite {
             rounds.push((measured, ceiling));
         }
         let memory = vec![
-            memory(&marketplace, "homepage load", self.ticks)?,
-            memory(&recommendations, "homepage load", self.ticks)?,
-            memory(&bare, "homepage load", self.ticks)?,
+            memory(&marketplace, &phase, self.ticks)?,
+            memory(&recommendations, &phase, self.ticks)?,
+            memory(&bare, &phase, self.ticks)?,
         ];
         marketplace.stop().await?;
         recommendations.stop().await?;
         bare.stop().await?;
 
         let comparison = Comparison {
-            scenario: "Homepage".to_owned(),
+            scenario: scenario.to_owned(),
             load: format!(
-                "wrk, {HTTP_CONNECTIONS} keep-alive connections, {} s per round, {} rounds; the page is {} bytes",
+                "wrk, {HTTP_CONNECTIONS} keep-alive connections, {} s per round, {} rounds, {}; the page is {} bytes",
                 self.plan.page_time.as_secs(),
                 self.plan.rounds,
+                workers_label(workers),
                 page.len()
             ),
             service: "marketplace + recommendations".to_owned(),
@@ -597,6 +650,23 @@ impl Suite {
     }
 }
 
+/// How many worker threads the servers ran with.
+fn workers_label(workers: Option<NonZeroUsize>) -> String {
+    match workers {
+        Some(n) if n.get() == 1 => "one worker thread per server".to_owned(),
+        Some(n) => format!("{n} worker threads per server"),
+        None => "a worker thread per CPU per server".to_owned(),
+    }
+}
+
+/// The flag that sets a server's runtime worker threads, if any.
+fn threads(workers: Option<NonZeroUsize>) -> Vec<String> {
+    workers
+        .map(|n| format!("--worker-threads={n}"))
+        .into_iter()
+        .collect()
+}
+
 /// Lets requests that were in flight when a load generator quit finish, so
 /// that counters read next are final.
 async fn settle() {
@@ -729,7 +799,7 @@ fn targets(
             met: c.cpu_ratio() <= MAX_CPU_RATIO,
         });
     }
-    for c in comparisons.iter().filter(|c| c.scenario == "Homepage") {
+    for c in comparisons.iter().filter(|c| c.scenario == HOMEPAGE) {
         targets.push(Target {
             promise: format!(
                 "Homepage: CPU per page, both services, ≤ {MAX_CPU_PER_PAGE_US:.0} µs"

@@ -102,6 +102,12 @@ pub struct Settings {
     #[arg(long, env = "MARKETPLACE_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// Runtime worker threads. Default: one per CPU this process may use
+    /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
+    /// limit of one CPU).
+    #[arg(long, env = "MARKETPLACE_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
+
     /// Log format on stdout. Filtering follows RUST_LOG (default: info).
     #[arg(long, env = "MARKETPLACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

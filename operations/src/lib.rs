@@ -3,6 +3,7 @@
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
+//! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
 //! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
 //! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
 //! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
@@ -12,6 +13,7 @@
 pub mod admin;
 pub mod metrics;
 pub mod rpc;
+pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

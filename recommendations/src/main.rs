@@ -6,16 +6,20 @@ use std::{process::ExitCode, time::Duration};
 use clap::Parser;
 use recommendations::{Application, Cli, Command, Settings};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = operations::runtime::build(cli.settings.worker_threads)
+        .and_then(|runtime| runtime.block_on(start(cli)));
+    operations::telemetry::exit_code("recommendations", result)
+}
+
+async fn start(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         None => run(cli.settings).await,
         Some(Command::Healthcheck) => {
             recommendations::healthcheck::check_local(&cli.settings, Duration::from_secs(3)).await
         }
-    };
-    operations::telemetry::exit_code("recommendations", result)
+    }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {

@@ -106,6 +106,12 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_CONCURRENCY_LIMIT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency_limit: u32,
 
+    /// Runtime worker threads. Default: one per CPU this process may use
+    /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
+    /// limit of one CPU).
+    #[arg(long, env = "RECOMMENDATIONS_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
+
     /// Log format on stdout. Filtering follows RUST_LOG (default: info).
     #[arg(long, env = "RECOMMENDATIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -77,10 +77,16 @@ impl Application {
     /// Loads the catalog and binds the gRPC and admin listeners. Fails with
     /// an error naming the file or address at fault.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let catalog = match &settings.catalog {
-            Some(path) => Catalog::from_path(path),
+        // Parsing a large catalog takes a while (about a second per million
+        // books): off the async threads. Its many small allocations then also
+        // stay out of the heap arena the request path allocates from.
+        let source = settings.catalog.clone();
+        let catalog = tokio::task::spawn_blocking(move || match source {
+            Some(path) => Catalog::from_path(&path),
             None => Catalog::builtin(),
-        }
+        })
+        .await
+        .context("the catalog loader failed")?
         .context("cannot load the catalog")?;
         let tls = settings.server_tls().context("cannot set up TLS")?;
         tracing::info!(books = catalog.len(), source = ?settings.catalog, "catalog loaded");

@@ -1,20 +1,32 @@
-//! Developer tasks. `cargo dev` (an alias for `cargo xtask dev`) builds both
-//! services in release mode and runs them side by side with their default
-//! settings: the bookstore at http://localhost:5000, recommendations on
-//! :50051. Ctrl-C stops both cleanly; if either exits, the other is stopped.
+//! Developer tasks.
+//!
+//! - `cargo dev` (an alias for `cargo xtask dev`) builds both services in
+//!   release mode and runs them side by side with their default settings:
+//!   the bookstore at http://localhost:5000, recommendations on :50051.
+//!   Ctrl-C stops both cleanly; if either exits, the other is stopped.
+//! - `cargo xtask bench [ARGS]` builds the services, the ceiling servers and
+//!   the suite with the `production` profile (as the images are built) and
+//!   runs the benchmark suite; `cargo xtask bench --help` lists ARGS.
 #![forbid(unsafe_code)]
 
-use std::process::{ExitCode, Stdio};
+use std::{
+    path::{Path, PathBuf},
+    process::{ExitCode, Stdio},
+};
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let task = std::env::args().nth(1);
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
     let result = match task.as_deref() {
         Some("dev") => dev().await,
-        _ => Err(anyhow::anyhow!("usage: cargo xtask dev")),
+        Some("bench") => bench(args.collect()).await,
+        _ => Err(anyhow::anyhow!(
+            "usage: cargo xtask dev | cargo xtask bench [ARGS]"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -25,25 +37,41 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn dev() -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let built = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "recommendations",
-            "-p",
-            "marketplace",
-        ])
-        .status()
-        .await
-        .context("running cargo build")?;
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Builds `packages` with `profile`; returns where the binaries are.
+async fn build(profile: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let mut command = Command::new(cargo());
+    command.args(["build", "--locked", "--profile", profile]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let built = command.status().await.context("running cargo build")?;
     if !built.success() {
         bail!("the build failed");
     }
+    Ok(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(profile))
+}
 
-    let binaries = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release");
+async fn bench(args: Vec<String>) -> anyhow::Result<()> {
+    let binaries = build("production", &["recommendations", "marketplace", "bench"]).await?;
+    let status = Command::new(binaries.join("bench"))
+        .args(args)
+        .status()
+        .await
+        .context("running the benchmark suite")?;
+    if !status.success() {
+        bail!("the benchmark suite failed ({status})");
+    }
+    Ok(())
+}
+
+async fn dev() -> anyhow::Result<()> {
+    let binaries = build("release", &["recommendations", "marketplace"]).await?;
     let mut recommendations = start(&binaries.join("recommendations"))?;
     let mut marketplace = start(&binaries.join("marketplace"))?;
     eprintln!("\nOnline Books For You: http://localhost:5000  (Ctrl-C stops both services)\n");
@@ -80,7 +108,7 @@ async fn dev() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(binary: &std::path::Path) -> anyhow::Result<Child> {
+fn start(binary: &Path) -> anyhow::Result<Child> {
     Command::new(binary)
         .stdin(Stdio::null())
         .spawn()

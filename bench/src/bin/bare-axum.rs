@@ -12,6 +12,9 @@ use operations::shutdown;
 
 #[derive(Parser)]
 struct Args {
+    /// Runtime worker threads, as the services' --worker-threads.
+    #[arg(long)]
+    worker_threads: Option<std::num::NonZeroUsize>,
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:5010")]
     listen: SocketAddr,
@@ -20,9 +23,12 @@ struct Args {
     page: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    operations::runtime::build(args.worker_threads)?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let page = std::fs::read_to_string(&args.page)
         .with_context(|| format!("cannot read the page {}", args.page.display()))?;
     let page: &'static str = page.leak();

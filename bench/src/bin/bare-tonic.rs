@@ -18,6 +18,9 @@ use tonic::transport::{Server, server::TcpIncoming};
 
 #[derive(Parser)]
 struct Args {
+    /// Runtime worker threads, as the services' --worker-threads.
+    #[arg(long)]
+    worker_threads: Option<std::num::NonZeroUsize>,
     /// Address to serve gRPC on.
     #[arg(long, default_value = "127.0.0.1:50061")]
     listen: SocketAddr,
@@ -26,9 +29,12 @@ struct Args {
     catalog: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    operations::runtime::build(args.worker_threads)?.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
     let catalog = match &args.catalog {
         Some(path) => Catalog::from_path(path),
         None => Catalog::builtin(),

@@ -1,6 +1,8 @@
 //! The pages. Each asks recommendations for what it shows; when that fails
 //! the page still renders, with a notice in place of the books.
 
+use std::sync::Arc;
+
 use askama::Template;
 use axum::{
     extract::{Path, State},
@@ -20,9 +22,13 @@ const HOME_BOOKS: i32 = 3;
 const CATEGORY_BOOKS: i32 = 6;
 
 /// What every request shares: the one recommendations client (and its one
-/// channel), and the count of pages served without recommendations.
+/// channel per replica), and the count of pages served without
+/// recommendations. axum clones the state for every request: one `Arc`.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
     recommendations: Recommendations,
     degraded: Family<PageLabels, Counter>,
 }
@@ -36,10 +42,10 @@ pub struct PageLabels {
 impl AppState {
     /// State over `recommendations`; degraded pages are counted in `degraded`.
     pub fn new(recommendations: Recommendations, degraded: Family<PageLabels, Counter>) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             recommendations,
             degraded,
-        }
+        }))
     }
 
     /// Recommendations, or `None` when the service failed: the client layers
@@ -50,9 +56,9 @@ impl AppState {
         count: i32,
         page: &'static str,
     ) -> Option<Vec<Book>> {
-        let books = self.recommendations.recommend(category, count).await.ok();
+        let books = self.0.recommendations.recommend(category, count).await.ok();
         if books.is_none() {
-            self.degraded.get_or_create(&PageLabels { page }).inc();
+            self.0.degraded.get_or_create(&PageLabels { page }).inc();
         }
         books
     }
@@ -118,10 +124,11 @@ pub async fn browse(
     Path(slug): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let category = Category::from_slug(&slug).ok_or(PageError::NotFound)?;
-    let (books, truncated) = match state.recommendations.list_books(category).await {
+    let (books, truncated) = match state.0.recommendations.list_books(category).await {
         Ok((books, truncated)) => (Some(books), truncated),
         Err(_) => {
             state
+                .0
                 .degraded
                 .get_or_create(&PageLabels { page: "browse" })
                 .inc();
