@@ -4,6 +4,7 @@
 //! report (README table and SVG chart). See README.md, "Benchmarks".
 #![forbid(unsafe_code)]
 
+pub mod checks;
 pub mod criterion;
 pub mod load;
 pub mod process;

@@ -29,6 +29,7 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 use bench::{
+    checks::{self, CallCounts, PageCounts},
     criterion,
     load::{self, GrpcLoad, HttpLoad},
     process::{self, Server, Usage},
@@ -240,6 +241,13 @@ struct Contract {
     response_bytes: u64,
 }
 
+/// What one h2load run gave.
+struct GrpcRun {
+    outcome: load::GrpcOutcome,
+    counted: Option<CallCounts>,
+    usage: (Usage, Usage),
+}
+
 /// A gRPC server under load.
 struct GrpcTarget<'a> {
     server: &'a Server,
@@ -317,6 +325,8 @@ impl Suite {
                 results.push((measured, ceiling));
             }
         }
+        self.negative_control(&service_target, &contracts[0])
+            .await?;
         let memory = vec![
             memory(&service, "gRPC load", self.ticks)?,
             memory(&bare, "gRPC load", self.ticks)?,
@@ -355,21 +365,86 @@ impl Suite {
         target: &GrpcTarget<'_>,
         contract: &Contract,
     ) -> anyhow::Result<Figures> {
-        let url = format!("http://{}{}", target.addr, contract.path);
+        self.h2load(
+            target,
+            contract.path,
+            &contract.body,
+            self.plan.warmup_calls,
+        )
+        .await?;
+        let calls = self.plan.calls;
+        let run = self
+            .h2load(target, contract.path, &contract.body, calls)
+            .await?;
+        checks::grpc_run(
+            target.server.name(),
+            calls,
+            contract.response_bytes,
+            &run.outcome,
+            run.counted,
+        )?;
+        Ok(Figures {
+            rate: run.outcome.summary.rate,
+            p50_us: run.outcome.latency.p50_us,
+            p99_us: run.outcome.latency.p99_us,
+            cpu_us: cpu_per_request(&[run.usage], calls),
+        })
+    }
+
+    /// The negative control: calls that all fail (an unknown category,
+    /// INVALID_ARGUMENT behind HTTP 200) must not pass the checks.
+    async fn negative_control(
+        &self,
+        target: &GrpcTarget<'_>,
+        contract: &Contract,
+    ) -> anyhow::Result<()> {
+        let body = self.work.join("failing-request.bin");
+        let request = v1::RecommendRequest {
+            user_id: 1,
+            category: 99,
+            max_results: 3,
+        };
+        std::fs::write(&body, frame(request.encode_to_vec())?)
+            .with_context(|| format!("cannot write {}", body.display()))?;
+        let calls = 1000;
+        let run = self.h2load(target, contract.path, &body, calls).await?;
+        match checks::grpc_run(
+            target.server.name(),
+            calls,
+            contract.response_bytes,
+            &run.outcome,
+            run.counted,
+        ) {
+            Ok(()) => {
+                bail!("the checks passed {calls} calls that all failed with INVALID_ARGUMENT")
+            }
+            Err(err) => eprintln!(
+                "bench: negative control: {calls} failing calls behind HTTP 200 were caught ({err})"
+            ),
+        }
+        Ok(())
+    }
+
+    /// One h2load run of `calls` posting `body` to `path`, with the CPU the
+    /// server used and, if it counts calls, what it counted.
+    async fn h2load(
+        &self,
+        target: &GrpcTarget<'_>,
+        path: &str,
+        body: &Path,
+        calls: u64,
+    ) -> anyhow::Result<GrpcRun> {
         let log = self.work.join("h2load.tsv");
-        let mut grpc_load = GrpcLoad {
-            url,
-            body: &contract.body,
-            calls: self.plan.warmup_calls,
+        let grpc_load = GrpcLoad {
+            url: format!("http://{}{path}", target.addr),
+            body,
+            calls,
             connections: GRPC_CONNECTIONS,
             streams: GRPC_STREAMS,
             log: &log,
         };
-        load::h2load(&grpc_load).await?;
-        grpc_load.calls = self.plan.calls;
-
-        let counted = |text: &str, code: Option<&str>| {
-            let method = format!("method=\"{}\"", contract.path);
+        let count = |text: &str, code: Option<&str>| {
+            let method = format!("method=\"{path}\"");
             let code = code.map(|code| format!("code=\"{code}\""));
             let mut labels = vec![method.as_str()];
             labels.extend(code.as_deref());
@@ -380,43 +455,16 @@ impl Suite {
         let outcome = load::h2load(&grpc_load).await?;
         let after = target.server.usage(self.ticks)?;
         let after_metrics = self.scrape(target.admin).await?;
-
-        let name = target.server.name();
-        let calls = self.plan.calls;
-        let summary = outcome.summary;
-        ensure!(
-            summary.done == calls && summary.succeeded == calls && summary.failed == 0,
-            "{name}: h2load completed {} of {calls} calls, {} with HTTP success, {} failed",
-            summary.done,
-            summary.succeeded,
-            summary.failed
-        );
-        ensure!(
-            outcome.non_200 == 0,
-            "{name}: {} calls were not HTTP 200",
-            outcome.non_200
-        );
-        let expected = calls * contract.response_bytes;
-        ensure!(
-            summary.data_bytes == expected,
-            "{name}: {calls} calls returned {} bytes, not {expected} ({} per OK response): some calls ended with a gRPC error",
-            summary.data_bytes,
-            contract.response_bytes
-        );
-        if let (Some(before), Some(after)) = (before_metrics, after_metrics) {
-            let ok = counted(&after, Some("OK")) - counted(&before, Some("OK"));
-            let all = counted(&after, None) - counted(&before, None);
-            ensure!(
-                ok == calls as f64 && all == ok,
-                "{name} counted {ok} OK calls of {all} to {}, not {calls}",
-                contract.path
-            );
-        }
-        Ok(Figures {
-            rate: summary.rate,
-            p50_us: outcome.latency.p50_us,
-            p99_us: outcome.latency.p99_us,
-            cpu_us: cpu_per_request(&[(before, after)], calls),
+        let counted = before_metrics
+            .zip(after_metrics)
+            .map(|(before, after)| CallCounts {
+                ok: count(&after, Some("OK")) - count(&before, Some("OK")),
+                all: count(&after, None) - count(&before, None),
+            });
+        Ok(GrpcRun {
+            outcome,
+            counted,
+            usage: (before, after),
         })
     }
 
@@ -596,31 +644,17 @@ impl Suite {
             .map(|s| s.name())
             .collect::<Vec<_>>()
             .join(" + ");
-        ensure!(
-            outcome.non_2xx_3xx == 0 && outcome.socket_errors == 0,
-            "{name}: {} responses were not 2xx or 3xx and {} socket errors",
-            outcome.non_2xx_3xx,
-            outcome.socket_errors
-        );
-        let mut served = outcome.requests as f64;
-        if let (Some(wb), Some(wa), Some(gb), Some(ga)) =
-            (web_before, web_after, grpc_before, grpc_after)
-        {
-            let ok = pages(&wa, Some("200")) - pages(&wb, Some("200"));
-            let all = pages(&wa, None) - pages(&wb, None);
-            let degraded = degraded(&wa) - degraded(&wb);
-            let recommended = recommended(&ga) - recommended(&gb);
-            // When wrk stops, each connection may drop a page whose
-            // Recommend call has already been answered: at most one each.
-            let answered = ok..=ok + f64::from(HTTP_CONNECTIONS);
-            ensure!(
-                all == ok && ok >= served && degraded == 0.0 && answered.contains(&recommended),
-                "{name}: wrk saw {served} pages; the marketplace served {all}, {ok} of them 200, {degraded} degraded; recommendations answered {recommended} Recommend calls OK"
-            );
-            served = ok;
-        }
+        let counted = match (web_before, web_after, grpc_before, grpc_after) {
+            (Some(wb), Some(wa), Some(gb), Some(ga)) => Some(PageCounts {
+                ok: pages(&wa, Some("200")) - pages(&wb, Some("200")),
+                all: pages(&wa, None) - pages(&wb, None),
+                degraded: degraded(&wa) - degraded(&wb),
+                recommended: recommended(&ga) - recommended(&gb),
+            }),
+            _ => None,
+        };
+        let served = checks::pages(&name, &outcome, HTTP_CONNECTIONS, counted)?;
         let spans: Vec<(Usage, Usage)> = before.into_iter().zip(after).collect();
-        let served = served as u64;
         for (server, span) in servers.iter().zip(&spans) {
             eprintln!(
                 "bench:   {}: {:.1} µs CPU per page",
@@ -718,6 +752,15 @@ fn write_catalog(path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// `message` as a gRPC length-prefixed message, uncompressed.
+fn frame(message: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let length = u32::try_from(message.len()).context("a small message")?;
+    let mut framed = vec![0];
+    framed.extend(length.to_be_bytes());
+    framed.extend(message);
+    Ok(framed)
+}
+
 /// Both contracts' request bodies, written under `work`, and the size of
 /// their OK responses (three mystery books).
 fn contracts(work: &Path) -> anyhow::Result<Vec<Contract>> {
@@ -746,13 +789,6 @@ fn contracts(work: &Path) -> anyhow::Result<Vec<Contract>> {
     };
     let legacy_response = legacy::RecommendationResponse {
         recommendations: vec![legacy_book; 3],
-    };
-    let frame = |message: Vec<u8>| -> anyhow::Result<Vec<u8>> {
-        let length = u32::try_from(message.len()).context("a small message")?;
-        let mut framed = vec![0];
-        framed.extend(length.to_be_bytes());
-        framed.extend(message);
-        Ok(framed)
     };
     let write = |name: &str, body: Vec<u8>| -> anyhow::Result<PathBuf> {
         let path = work.join(name);
