@@ -283,6 +283,12 @@ where
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_connection_age(limits.max_connection_age)
+        // h2 closes a connection after 20 streams reset before they were
+        // accepted (its Rapid Reset guard). The marketplace multiplexes every
+        // page on one connection and cancels a call when its browser leaves,
+        // so a burst of departures would fail every other call on it. Allow
+        // as many as the calls this server takes at once.
+        .http2_max_pending_accept_reset_streams(Some(limits.concurrency))
         .layer(layers)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop)

@@ -79,3 +79,67 @@ async fn fixed_bytes_posted_to_the_legacy_path_get_science_fiction_books() {
         .collect();
     assert!(ids.iter().all(|id| sci_fi.contains(id)), "{ids:?}");
 }
+
+/// The marketplace cancels its call whenever a browser leaves mid-page, so a
+/// burst of leaving browsers becomes a burst of RST_STREAMs on the one shared
+/// connection. h2's guard against the Rapid Reset attack closes a connection
+/// after 20 streams reset before the server accepted them, which would fail
+/// every other call on it. The server allows as many as its concurrency
+/// limit.
+#[tokio::test]
+async fn a_burst_of_cancelled_calls_leaves_the_connection_working() {
+    let app = spawn_app().await;
+    let tcp = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("the server accepts a connection");
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("an HTTP/2 handshake");
+    tokio::spawn(connection);
+    let request = || {
+        http::Request::post(format!("http://{}/Recommendations/Recommend", app.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("a valid request")
+    };
+
+    // HEADERS then RST_STREAM at once, 200 times: each flush carries many
+    // of both, so the server sees streams reset before it accepted them.
+    let mut client = client.ready().await.expect("a ready connection");
+    for _ in 0..200 {
+        let (_response, mut body) = client.send_request(request(), false).expect("a stream");
+        body.send_reset(h2::Reason::CANCEL);
+        client = client.ready().await.expect("the connection is still open");
+    }
+
+    let (response, mut body) = client
+        .send_request(request(), false)
+        .expect("a stream after the burst");
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(REQUEST.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&REQUEST);
+    body.send_data(Bytes::from(frame), true)
+        .expect("the request body is sent");
+    let response = response.await.expect("a response on the same connection");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut message = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the response body");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        message.extend_from_slice(&chunk);
+    }
+    let trailers = body
+        .trailers()
+        .await
+        .expect("trailers")
+        .expect("gRPC trailers");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    let books = RecommendationResponse::decode(message.get(5..).unwrap_or_default())
+        .expect("one RecommendationResponse");
+    assert_eq!(books.recommendations.len(), 3);
+}
