@@ -4,8 +4,8 @@
 
 use std::{path::Path, time::Duration};
 
+use crate::process::pinned;
 use anyhow::{Context, bail};
-use tokio::process::Command;
 
 /// Median and 99th percentile latency.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -31,6 +31,8 @@ pub struct GrpcLoad<'a> {
     pub streams: u32,
     /// Where h2load writes one line per call.
     pub log: &'a Path,
+    /// The CPUs h2load runs on (see [`crate::process::pinned`]).
+    pub cpus: Option<&'a str>,
 }
 
 /// What h2load saw.
@@ -62,7 +64,7 @@ pub struct H2loadSummary {
 
 /// Runs h2load; fails if it does not run or reports nothing.
 pub async fn h2load(load: &GrpcLoad<'_>) -> anyhow::Result<GrpcOutcome> {
-    let output = Command::new("h2load")
+    let output = pinned("h2load", load.cpus)
         .args(["-n", &load.calls.to_string()])
         .args(["-c", &load.connections.to_string()])
         .args(["-m", &load.streams.to_string()])
@@ -177,6 +179,8 @@ pub struct HttpLoad {
     pub connections: u32,
     /// wrk threads.
     pub threads: u32,
+    /// The CPUs wrk runs on (see [`crate::process::pinned`]).
+    pub cpus: Option<String>,
 }
 
 /// What wrk saw.
@@ -196,7 +200,7 @@ pub struct HttpOutcome {
 
 /// Runs wrk; fails if it does not run or reports nothing.
 pub async fn wrk(load: &HttpLoad) -> anyhow::Result<HttpOutcome> {
-    let output = Command::new("wrk")
+    let output = pinned("wrk", load.cpus.as_deref())
         .args(["-t", &load.threads.to_string()])
         .args(["-c", &load.connections.to_string()])
         .args(["-d", &format!("{}s", load.duration.as_secs().max(1))])

@@ -57,6 +57,12 @@ struct Args {
     /// a full run also measures the homepage with a worker per CPU.
     #[arg(long, default_value = "1")]
     worker_threads: NonZeroUsize,
+    /// Do not pin the gRPC runs: by default h2load runs on CPU 0 and the
+    /// server under load on the others, so that neither steals the other's
+    /// CPU. (The homepage runs are not pinned: two services and wrk on two
+    /// CPUs do best when the scheduler places them.)
+    #[arg(long)]
+    no_pin: bool,
     /// Run one part only (for profiling); the docs are left alone.
     #[arg(long, value_enum)]
     only: Option<Phase>,
@@ -116,8 +122,8 @@ const HTTP_THREADS: u32 = 1;
 const BOOKS_PER_CATEGORY: i32 = 1000;
 const FIRST_ID: i32 = 1000;
 
-/// The homepage scenarios: with `--worker-threads`, and with each server's
-/// default of a worker per CPU.
+/// The homepage scenarios: with `--worker-threads`, and as the services run
+/// by default (a worker per CPU).
 const HOMEPAGE: &str = "Homepage";
 const HOMEPAGE_DEFAULT_WORKERS: &str = "Homepage, a worker per CPU";
 
@@ -155,7 +161,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .context("the suite's binary has a directory")?
         .to_path_buf();
     let suite = Suite {
-        workers: Some(args.worker_threads),
+        placement: Placement::new(Some(args.worker_threads), !args.no_pin),
         binaries,
         work,
         plan,
@@ -176,11 +182,15 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         memory.extend(grpc_memory);
     }
     if runs(Phase::Http) {
-        let (homepage, http_memory) = suite.http(suite.workers, HOMEPAGE).await?;
+        let placement = Placement::new(suite.placement.workers, false);
+        let (homepage, http_memory) = suite.http(&placement, HOMEPAGE).await?;
         comparisons.push(homepage);
         memory.extend(http_memory);
         if !args.quick {
-            let (homepage, http_memory) = suite.http(None, HOMEPAGE_DEFAULT_WORKERS).await?;
+            let machine_default = Placement::new(None, false);
+            let (homepage, http_memory) = suite
+                .http(&machine_default, HOMEPAGE_DEFAULT_WORKERS)
+                .await?;
             comparisons.push(homepage);
             memory.extend(http_memory);
         }
@@ -222,9 +232,52 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Suite {
+/// How the servers and the load generators share the machine.
+#[derive(Clone, Debug)]
+struct Placement {
     /// `--worker-threads` of every server (None: their default).
     workers: Option<NonZeroUsize>,
+    /// The CPUs of the servers, if pinned.
+    servers: Option<String>,
+    /// The CPUs of h2load and wrk, if pinned.
+    load: Option<String>,
+}
+
+impl Placement {
+    /// With `pin` on a machine of two CPUs or more: load on CPU 0, servers on
+    /// the rest.
+    fn new(workers: Option<NonZeroUsize>, pin: bool) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let (servers, load) = match cpus {
+            2 if pin => (Some("1".to_owned()), Some("0".to_owned())),
+            3.. if pin => (Some(format!("1-{}", cpus - 1)), Some("0".to_owned())),
+            _ => (None, None),
+        };
+        Self {
+            workers,
+            servers,
+            load,
+        }
+    }
+
+    /// How the load report describes it.
+    fn label(&self) -> String {
+        let workers = match self.workers {
+            Some(n) if n.get() == 1 => "one worker thread per server".to_owned(),
+            Some(n) => format!("{n} worker threads per server"),
+            None => "a worker thread per CPU per server".to_owned(),
+        };
+        match (&self.servers, &self.load) {
+            (Some(servers), Some(load)) => {
+                format!("{workers}; servers on CPU {servers}, load generator on CPU {load}")
+            }
+            _ => format!("{workers}; nothing pinned"),
+        }
+    }
+}
+
+struct Suite {
+    placement: Placement,
     binaries: PathBuf,
     work: PathBuf,
     plan: Plan,
@@ -278,7 +331,7 @@ impl Suite {
         let mut service = Server::start(
             "recommendations",
             &self.binary("recommendations")?,
-            &threads(self.workers),
+            &threads(self.placement.workers),
             &[
                 ("RECOMMENDATIONS_LISTEN", addr.to_string()),
                 ("RECOMMENDATIONS_ADMIN_LISTEN", admin.to_string()),
@@ -286,6 +339,7 @@ impl Suite {
                 ("RUST_LOG", "info".to_owned()),
             ],
             &self.work,
+            self.placement.servers.as_deref(),
         )?;
         service.wait_for_port(addr, Duration::from_secs(10)).await?;
         let bare_addr = process::free_port()?;
@@ -293,7 +347,7 @@ impl Suite {
             "bare-tonic",
             &self.binary("bare-tonic")?,
             &[
-                threads(self.workers),
+                threads(self.placement.workers),
                 vec![
                     format!("--listen={bare_addr}"),
                     format!("--catalog={}", catalog.display()),
@@ -302,6 +356,7 @@ impl Suite {
             .concat(),
             &[],
             &self.work,
+            self.placement.servers.as_deref(),
         )?;
         bare.wait_for_port(bare_addr, Duration::from_secs(10))
             .await?;
@@ -343,7 +398,7 @@ impl Suite {
                     "h2load, {GRPC_CONNECTIONS} connections × {GRPC_STREAMS} streams, {} calls per round, {} rounds, {}",
                     self.plan.calls,
                     self.plan.rounds,
-                    workers_label(self.workers)
+                    self.placement.label()
                 ),
                 service: "recommendations".to_owned(),
                 ceiling: "bare tonic".to_owned(),
@@ -442,6 +497,7 @@ impl Suite {
             connections: GRPC_CONNECTIONS,
             streams: GRPC_STREAMS,
             log: &log,
+            cpus: self.placement.load.as_deref(),
         };
         let count = |text: &str, code: Option<&str>| {
             let method = format!("method=\"{path}\"");
@@ -472,7 +528,7 @@ impl Suite {
     /// serving the same page.
     async fn http(
         &self,
-        workers: Option<NonZeroUsize>,
+        placement: &Placement,
         scenario: &str,
     ) -> anyhow::Result<(Comparison, Vec<Memory>)> {
         let phase = format!("{} load", scenario.to_lowercase());
@@ -481,13 +537,14 @@ impl Suite {
         let mut recommendations = Server::start(
             "recommendations-for-pages",
             &self.binary("recommendations")?,
-            &threads(workers),
+            &threads(placement.workers),
             &[
                 ("RECOMMENDATIONS_LISTEN", grpc.to_string()),
                 ("RECOMMENDATIONS_ADMIN_LISTEN", grpc_admin.to_string()),
                 ("RUST_LOG", "info".to_owned()),
             ],
             &self.work,
+            placement.servers.as_deref(),
         )?;
         recommendations
             .wait_for_port(grpc, Duration::from_secs(10))
@@ -497,7 +554,7 @@ impl Suite {
         let mut marketplace = Server::start(
             "marketplace",
             &self.binary("marketplace")?,
-            &threads(workers),
+            &threads(placement.workers),
             &[
                 ("MARKETPLACE_LISTEN", web.to_string()),
                 ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
@@ -506,6 +563,7 @@ impl Suite {
                 ("RUST_LOG", "info".to_owned()),
             ],
             &self.work,
+            placement.servers.as_deref(),
         )?;
         marketplace
             .wait_for_port(web, Duration::from_secs(10))
@@ -521,7 +579,7 @@ impl Suite {
             "bare-axum",
             &self.binary("bare-axum")?,
             &[
-                threads(workers),
+                threads(placement.workers),
                 vec![
                     format!("--listen={bare_addr}"),
                     format!("--page={}", page_file.display()),
@@ -530,6 +588,7 @@ impl Suite {
             .concat(),
             &[],
             &self.work,
+            placement.servers.as_deref(),
         )?;
         bare.wait_for_port(bare_addr, Duration::from_secs(10))
             .await?;
@@ -537,12 +596,13 @@ impl Suite {
         let mut rounds = Vec::new();
         for round in 0..self.plan.rounds {
             eprintln!("bench: round {}, homepage", round + 1);
-            let ceiling = self.http_run(&[&bare], bare_addr, None).await?;
+            let ceiling = self.http_run(&[&bare], bare_addr, None, placement).await?;
             let measured = self
                 .http_run(
                     &[&marketplace, &recommendations],
                     web,
                     Some((web_admin, grpc_admin)),
+                    placement,
                 )
                 .await?;
             rounds.push((measured, ceiling));
@@ -562,7 +622,7 @@ impl Suite {
                 "wrk, {HTTP_CONNECTIONS} keep-alive connections, {} s per round, {} rounds, {}; the page is {} bytes",
                 self.plan.page_time.as_secs(),
                 self.plan.rounds,
-                workers_label(workers),
+                placement.label(),
                 page.len()
             ),
             service: "marketplace + recommendations".to_owned(),
@@ -601,8 +661,10 @@ impl Suite {
         servers: &[&Server],
         addr: SocketAddr,
         admins: Option<(SocketAddr, SocketAddr)>,
+        placement: &Placement,
     ) -> anyhow::Result<Figures> {
         let mut http_load = HttpLoad {
+            cpus: placement.load.clone(),
             url: format!("http://{addr}/"),
             duration: self.plan.warmup_time,
             connections: HTTP_CONNECTIONS,
@@ -681,15 +743,6 @@ impl Suite {
             .and_then(|r| r.error_for_status())
             .with_context(|| format!("scraping http://{admin}/metrics"))?;
         Ok(Some(response.text().await.context("reading /metrics")?))
-    }
-}
-
-/// How many worker threads the servers ran with.
-fn workers_label(workers: Option<NonZeroUsize>) -> String {
-    match workers {
-        Some(n) if n.get() == 1 => "one worker thread per server".to_owned(),
-        Some(n) => format!("{n} worker threads per server"),
-        None => "a worker thread per CPU per server".to_owned(),
     }
 }
 

@@ -39,12 +39,13 @@ impl Server {
         args: &[String],
         envs: &[(&str, String)],
         log_dir: &Path,
+        cpus: Option<&str>,
     ) -> anyhow::Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
         let output = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
         let errors = output.try_clone().context("duplicating a log handle")?;
-        let child = Command::new(binary)
+        let child = pinned(binary, cpus)
             .args(args)
             .envs(envs.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
@@ -171,6 +172,19 @@ pub fn clock_ticks() -> anyhow::Result<u64> {
         .trim()
         .parse()
         .context("getconf CLK_TCK printed no number")
+}
+
+/// A command for `program`, run on the CPUs `cpus` (a taskset(1) list such
+/// as `1` or `0-1`) when given. taskset execs the program: the pid is its.
+pub fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.args(["--cpu-list", cpus]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
 }
 
 /// A loopback address with a port free at the time of the call.
