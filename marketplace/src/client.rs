@@ -32,9 +32,9 @@ use crate::{
     settings::Settings,
 };
 
-/// One replica's channel with its layers, outermost first: logging,
-/// metrics, deadline.
-pub type RpcChannel = Observe<Observe<Deadline<Channel>, MeterRpc>, LogRpc>;
+/// One replica's channel with its layers, outermost first: logging and
+/// metrics (one observer), then the deadline.
+pub type RpcChannel = Observe<Deadline<Channel>, (LogRpc, MeterRpc)>;
 
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
@@ -93,12 +93,12 @@ impl Recommendations {
                 .keep_alive_timeout(Duration::from_secs(10));
             let channel = endpoint.connect_lazy();
             let layered = ServiceBuilder::new()
-                // One log event per call, with the final status.
-                .layer(ObserveLayer::new(LogRpc::new(
-                    operations::metrics::Side::Client,
+                // One log event per call, with the final status, and its
+                // metrics, deadline misses included.
+                .layer(ObserveLayer::new((
+                    LogRpc::new(operations::metrics::Side::Client),
+                    MeterRpc::new(metrics.clone()),
                 )))
-                // Counts and times every call, deadline misses included.
-                .layer(ObserveLayer::new(MeterRpc::new(metrics.clone())))
                 // Innermost: every call gets the deadline, on the wire too.
                 .layer(DeadlineLayer::new(timeout))
                 .service(channel.clone());
@@ -246,7 +246,7 @@ impl Recommendations {
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
         self.endpoint_calls
             .get_or_create(&EndpointLabels {
-                endpoint: member.addr.to_string(),
+                endpoint: member.endpoint.clone(),
                 code: code_name(code),
             })
             .inc();

@@ -1,6 +1,11 @@
 //! The Prometheus registry and the metric families of gRPC calls, shared by
 //! the server side (recommendations) and the client side (marketplace).
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock, PoisonError, RwLock},
+};
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -68,6 +73,18 @@ pub struct RpcMetrics {
     calls: Family<CallLabels, Counter>,
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
+    /// Each method's series, taken from the families on its first call:
+    /// later calls cost no label allocation and no family lookup. Bounded,
+    /// as the method labels are (see [`RpcMetrics::finished`]).
+    series: Arc<RwLock<HashMap<String, Arc<MethodSeries>>>>,
+}
+
+/// One method's series: a counter per status code, made on first use, and
+/// the latency histogram.
+#[derive(Debug)]
+struct MethodSeries {
+    calls: [OnceLock<Counter>; 17],
+    latency: Histogram,
 }
 
 impl RpcMetrics {
@@ -79,6 +96,7 @@ impl RpcMetrics {
             calls: Family::default(),
             latency: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
+            series: Arc::default(),
         };
         let side = side.as_str();
         registry.register(
@@ -105,28 +123,50 @@ impl RpcMetrics {
     }
 
     /// Records the end of a call started with [`RpcMetrics::started`].
+    /// Methods the server does not implement all share one label,
+    /// `unimplemented`, so that a client probing random paths cannot grow
+    /// the metrics without bound.
     pub fn finished(&self, method: &str, code: Code, elapsed: std::time::Duration) {
         self.in_flight.dec();
-        let method = metric_method(method, code);
-        self.calls
-            .get_or_create(&CallLabels {
-                method: method.clone(),
-                code: code_name(code),
+        let method = if code == Code::Unimplemented {
+            "unimplemented"
+        } else {
+            method
+        };
+        let series = self.series_of(method);
+        let index = usize::try_from(code as i32).unwrap_or(0) % series.calls.len();
+        series.calls[index]
+            .get_or_init(|| {
+                self.calls
+                    .get_or_create(&CallLabels {
+                        method: method.to_owned(),
+                        code: code_name(code),
+                    })
+                    .clone()
             })
             .inc();
-        self.latency
-            .get_or_create(&MethodLabels { method })
-            .observe(elapsed.as_secs_f64());
+        series.latency.observe(elapsed.as_secs_f64());
     }
-}
 
-/// Methods the server does not implement all share one label, so that a
-/// client probing random paths cannot grow the metrics without bound.
-fn metric_method(method: &str, code: Code) -> String {
-    if code == Code::Unimplemented {
-        "unimplemented".to_owned()
-    } else {
-        method.to_owned()
+    fn series_of(&self, method: &str) -> Arc<MethodSeries> {
+        let known = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(series) = known.get(method) {
+            return Arc::clone(series);
+        }
+        drop(known);
+        let mut known = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        let series = known.entry(method.to_owned()).or_insert_with(|| {
+            Arc::new(MethodSeries {
+                calls: Default::default(),
+                latency: self
+                    .latency
+                    .get_or_create(&MethodLabels {
+                        method: method.to_owned(),
+                    })
+                    .clone(),
+            })
+        });
+        Arc::clone(series)
     }
 }
 

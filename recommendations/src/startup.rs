@@ -254,11 +254,13 @@ where
     // ServiceBuilder order: the first layer is the outermost. tonic itself
     // wraps this stack in its grpc-timeout deadline and connection info.
     let layers = ServiceBuilder::new()
-        // One log event per call, outermost so it sees the final status of
+        // One log event per call and its metrics (count, latency, in
+        // flight), outermost so that they see the final status of
         // everything below, shed and panicking calls included.
-        .layer(ObserveLayer::new(LogRpc::new(Side::Server)))
-        // Counts and times every call, including those refused below.
-        .layer(ObserveLayer::new(MeterRpc::new(metrics)))
+        .layer(ObserveLayer::new((
+            LogRpc::new(Side::Server),
+            MeterRpc::new(metrics),
+        )))
         // The shedder's refusal becomes a RESOURCE_EXHAUSTED response here,
         // so the layers above always see a gRPC status.
         .map_result(errors::overload_to_resource_exhausted)

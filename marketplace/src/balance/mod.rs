@@ -30,6 +30,8 @@ use tonic_health::pb::{
 pub struct Member<C> {
     /// The replica's address.
     pub addr: SocketAddr,
+    /// The address as text, as metric labels want it (formatted once).
+    pub endpoint: String,
     /// The client over this replica's channel (with the client layers).
     pub client: C,
     /// The bare channel, for health checks that should not count as calls.
@@ -120,6 +122,7 @@ impl<C> Pool<C> {
                     let (channel, client) = (self.connect)(*addr);
                     Arc::new(Member {
                         addr: *addr,
+                        endpoint: addr.to_string(),
                         client,
                         channel,
                         down: AtomicBool::new(false),

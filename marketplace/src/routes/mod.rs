@@ -10,10 +10,12 @@
 mod assets;
 mod pages;
 
-use axum::{Router, http::HeaderValue, middleware::from_fn_with_state, routing::get};
+use axum::{
+    Router, http::HeaderValue, middleware::from_fn_with_state, response::Response, routing::get,
+};
 use http::header;
 use tower::ServiceBuilder;
-use tower_http::{catch_panic::CatchPanicLayer, set_header::SetResponseHeaderLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use pages::AppState;
 
@@ -40,26 +42,31 @@ pub fn router(state: AppState, metrics: observe::HttpMetrics) -> Router {
             ServiceBuilder::new()
                 // Outermost: every response, error pages included, carries
                 // the security headers.
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                .layer(SetResponseHeaderLayer::overriding(
-                    header::X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
+                .map_response(security_headers)
                 // One log event and the metrics of each request, with the
                 // final status, 500s from panics included.
                 .layer(from_fn_with_state(metrics, observe::observe))
                 // Innermost: a panicking handler becomes the 500 page.
                 .layer(CatchPanicLayer::custom(errors::panic_page)),
         )
+}
+
+/// Sets the security headers on a response (one step for all four, rather
+/// than a layer each).
+fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
 }

@@ -54,6 +54,20 @@ pub trait RpcObserver: Clone + Send + Sync + 'static {
     fn on_end(&self, end: &RpcEnd<'_>);
 }
 
+/// Two observers of one layer, called in order: one future and one body
+/// wrapper per call, one clock, rather than a layer each.
+impl<A: RpcObserver, B: RpcObserver> RpcObserver for (A, B) {
+    fn on_start(&self) {
+        self.0.on_start();
+        self.1.on_start();
+    }
+
+    fn on_end(&self, end: &RpcEnd<'_>) {
+        self.0.on_end(end);
+        self.1.on_end(end);
+    }
+}
+
 /// Wraps a service in [`Observe`].
 #[derive(Clone, Debug)]
 pub struct ObserveLayer<O> {
