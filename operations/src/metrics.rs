@@ -1,10 +1,7 @@
 //! The Prometheus registry and the metric families of gRPC calls, shared by
 //! the server side (recommendations) and the client side (marketplace).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, OnceLock, PoisonError, RwLock},
-};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -74,10 +71,14 @@ pub struct RpcMetrics {
     latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     /// Each method's series, taken from the families on its first call:
-    /// later calls cost no label allocation and no family lookup. Bounded,
-    /// as the method labels are (see [`RpcMetrics::finished`]).
-    series: Arc<RwLock<HashMap<String, Arc<MethodSeries>>>>,
+    /// later calls cost no label allocation and no family lookup. A short
+    /// list, searched in order (cheaper than hashing a path per call), and
+    /// bounded as the method labels are (see [`RpcMetrics::finished`]).
+    series: Arc<RwLock<Vec<NamedSeries>>>,
 }
+
+/// A method and its series.
+type NamedSeries = (Box<str>, Arc<MethodSeries>);
 
 /// One method's series: a counter per status code, made on first use, and
 /// the latency histogram.
@@ -149,24 +150,30 @@ impl RpcMetrics {
     }
 
     fn series_of(&self, method: &str) -> Arc<MethodSeries> {
-        let known = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = known.get(method) {
-            return Arc::clone(series);
+        let find = |known: &[NamedSeries]| {
+            known
+                .iter()
+                .find(|(name, _)| **name == *method)
+                .map(|(_, series)| Arc::clone(series))
+        };
+        if let Some(series) = find(&self.series.read().unwrap_or_else(PoisonError::into_inner)) {
+            return series;
         }
-        drop(known);
         let mut known = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        let series = known.entry(method.to_owned()).or_insert_with(|| {
-            Arc::new(MethodSeries {
-                calls: Default::default(),
-                latency: self
-                    .latency
-                    .get_or_create(&MethodLabels {
-                        method: method.to_owned(),
-                    })
-                    .clone(),
-            })
+        if let Some(series) = find(&known) {
+            return series;
+        }
+        let series = Arc::new(MethodSeries {
+            calls: Default::default(),
+            latency: self
+                .latency
+                .get_or_create(&MethodLabels {
+                    method: method.to_owned(),
+                })
+                .clone(),
         });
-        Arc::clone(series)
+        known.push((method.into(), Arc::clone(&series)));
+        series
     }
 }
 
