@@ -244,4 +244,4 @@ def test_http_probes_are_served_by_the_admin_listener(kubernetes, service):
 def test_compose_healthchecks_are_the_binaries_subcommand(compose, service):
     assert compose["services"][service]["healthcheck"]["test"] == ["CMD", f"/usr/local/bin/{service}", "healthcheck"]
     dockerfile = (ROOT / f"Dockerfile.{service}").read_text()
-    assert f'COPY --from=builder /build/target/release/{service} /usr/local/bin/{service}' in dockerfile
+    assert f'COPY --from=builder /build/target/production/{service} /usr/local/bin/{service}' in dockerfile

@@ -383,8 +383,8 @@ impl Suite {
         self.negative_control(&service_target, &contracts[0])
             .await?;
         let memory = vec![
-            memory(&service, "gRPC load", self.ticks)?,
-            memory(&bare, "gRPC load", self.ticks)?,
+            memory(&service, "Recommend, both contracts", self.ticks)?,
+            memory(&bare, "Recommend, both contracts", self.ticks)?,
         ];
         service.stop().await?;
         bare.stop().await?;
@@ -531,7 +531,7 @@ impl Suite {
         placement: &Placement,
         scenario: &str,
     ) -> anyhow::Result<(Comparison, Vec<Memory>)> {
-        let phase = format!("{} load", scenario.to_lowercase());
+        let phase = scenario;
         let grpc = process::free_port()?;
         let grpc_admin = process::free_port()?;
         let mut recommendations = Server::start(
@@ -608,9 +608,9 @@ impl Suite {
             rounds.push((measured, ceiling));
         }
         let memory = vec![
-            memory(&marketplace, &phase, self.ticks)?,
-            memory(&recommendations, &phase, self.ticks)?,
-            memory(&bare, &phase, self.ticks)?,
+            memory(&marketplace, phase, self.ticks)?,
+            memory(&recommendations, phase, self.ticks)?,
+            memory(&bare, phase, self.ticks)?,
         ];
         marketplace.stop().await?;
         recommendations.stop().await?;
@@ -899,7 +899,7 @@ fn targets(
     }
     let services: u64 = memory
         .iter()
-        .filter(|m| m.phase == "homepage load" && !m.process.starts_with("bare"))
+        .filter(|m| m.phase == HOMEPAGE && !m.process.starts_with("bare"))
         .map(|m| m.peak_rss)
         .sum();
     targets.push(Target {

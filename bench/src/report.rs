@@ -205,7 +205,7 @@ pub fn markdown(results: &Results, chart: &str) -> String {
     }
     md.push('\n');
 
-    md.push_str("| Process | Phase | Peak RSS |\n| --- | --- | ---: |\n");
+    md.push_str("| Process | Under load of | Peak RSS |\n| --- | --- | ---: |\n");
     for m in &results.memory {
         let _ = writeln!(
             md,
