@@ -320,28 +320,45 @@ impl Suite {
         Ok(path)
     }
 
+    /// The recommendations binary serving `catalog` (the built-in one if
+    /// none), once it listens: the process, its gRPC and its admin address.
+    async fn start_recommendations(
+        &self,
+        name: &str,
+        placement: &Placement,
+        catalog: Option<&Path>,
+    ) -> anyhow::Result<(Server, SocketAddr, SocketAddr)> {
+        let addr = process::free_port()?;
+        let admin = process::free_port()?;
+        let mut envs = vec![
+            ("RECOMMENDATIONS_LISTEN", addr.to_string()),
+            ("RECOMMENDATIONS_ADMIN_LISTEN", admin.to_string()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        if let Some(catalog) = catalog {
+            envs.push(("RECOMMENDATIONS_CATALOG", catalog.display().to_string()));
+        }
+        let mut server = Server::start(
+            name,
+            &self.binary("recommendations")?,
+            &threads(placement.workers),
+            &envs,
+            &self.work,
+            placement.servers.as_deref(),
+        )?;
+        server.wait_for_port(addr, Duration::from_secs(10)).await?;
+        Ok((server, addr, admin))
+    }
+
     /// Recommend on both contracts: the service against bare tonic.
     async fn grpc(&self) -> anyhow::Result<(Vec<Comparison>, Vec<Memory>)> {
         let catalog = self.work.join("bench-catalog.csv");
         write_catalog(&catalog)?;
         let contracts = contracts(&self.work)?;
 
-        let addr = process::free_port()?;
-        let admin = process::free_port()?;
-        let mut service = Server::start(
-            "recommendations",
-            &self.binary("recommendations")?,
-            &threads(self.placement.workers),
-            &[
-                ("RECOMMENDATIONS_LISTEN", addr.to_string()),
-                ("RECOMMENDATIONS_ADMIN_LISTEN", admin.to_string()),
-                ("RECOMMENDATIONS_CATALOG", catalog.display().to_string()),
-                ("RUST_LOG", "info".to_owned()),
-            ],
-            &self.work,
-            self.placement.servers.as_deref(),
-        )?;
-        service.wait_for_port(addr, Duration::from_secs(10)).await?;
+        let (service, addr, admin) = self
+            .start_recommendations("recommendations", &self.placement, Some(&catalog))
+            .await?;
         let bare_addr = process::free_port()?;
         let mut bare = Server::start(
             "bare-tonic",
@@ -531,23 +548,8 @@ impl Suite {
         placement: &Placement,
         scenario: &str,
     ) -> anyhow::Result<(Comparison, Vec<Memory>)> {
-        let phase = scenario;
-        let grpc = process::free_port()?;
-        let grpc_admin = process::free_port()?;
-        let mut recommendations = Server::start(
-            "recommendations-for-pages",
-            &self.binary("recommendations")?,
-            &threads(placement.workers),
-            &[
-                ("RECOMMENDATIONS_LISTEN", grpc.to_string()),
-                ("RECOMMENDATIONS_ADMIN_LISTEN", grpc_admin.to_string()),
-                ("RUST_LOG", "info".to_owned()),
-            ],
-            &self.work,
-            placement.servers.as_deref(),
-        )?;
-        recommendations
-            .wait_for_port(grpc, Duration::from_secs(10))
+        let (recommendations, grpc, grpc_admin) = self
+            .start_recommendations("recommendations-for-pages", placement, None)
             .await?;
         let web = process::free_port()?;
         let web_admin = process::free_port()?;
@@ -608,9 +610,9 @@ impl Suite {
             rounds.push((measured, ceiling));
         }
         let memory = vec![
-            memory(&marketplace, phase, self.ticks)?,
-            memory(&recommendations, phase, self.ticks)?,
-            memory(&bare, phase, self.ticks)?,
+            memory(&marketplace, scenario, self.ticks)?,
+            memory(&recommendations, scenario, self.ticks)?,
+            memory(&bare, scenario, self.ticks)?,
         ];
         marketplace.stop().await?;
         recommendations.stop().await?;
