@@ -254,12 +254,14 @@ impl Recommendations {
     }
 }
 
-/// Whether a failure is the replica's (it is gone, refusing, or the
-/// connection broke) rather than the request's, so that another replica may
-/// well succeed.
+/// Whether a failure is the replica's rather than the request's, so that
+/// another replica may well succeed: UNAVAILABLE (it is gone, refusing, or
+/// draining), or any status made on this side from a broken connection
+/// rather than sent by the replica. tonic keeps the transport error as the
+/// status's source, and maps some of them to codes that look final: a call
+/// refused by a replica's GOAWAY as it shuts down arrives as INTERNAL ("h2
+/// protocol error"), a reset connection as UNKNOWN. Our calls are
+/// idempotent reads, so one more try elsewhere is always safe.
 fn replica_failed(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable | Code::Unknown | Code::Cancelled
-    )
+    status.code() == Code::Unavailable || std::error::Error::source(status).is_some()
 }

@@ -132,3 +132,75 @@ async fn with_every_replica_down_the_page_still_renders_with_a_notice() {
         "{html}"
     );
 }
+
+/// A replica going away: it speaks HTTP/2 but answers the first request of
+/// every connection with GOAWAY (NO_ERROR, last stream 0), refusing it, as
+/// a server does to a call that raced its shutdown. tonic reports such a
+/// call as INTERNAL ("h2 protocol error"), not UNAVAILABLE.
+async fn refusing_replica(addr: SocketAddr) -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: u8 = 0x4;
+    const HEADERS: u8 = 0x1;
+    const GOAWAY: u8 = 0x7;
+
+    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let length = u32::try_from(payload.len())
+            .expect("a small frame")
+            .to_be_bytes();
+        let mut bytes = vec![length[1], length[2], length[3], kind, flags, 0, 0, 0, 0];
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    async fn refuse(mut socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        let mut preface = [0; PREFACE.len()];
+        socket.read_exact(&mut preface).await?;
+        socket.write_all(&frame(SETTINGS, 0, &[])).await?;
+        loop {
+            let mut header = [0; 9];
+            socket.read_exact(&mut header).await?;
+            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]);
+            let mut payload = vec![0; length as usize];
+            socket.read_exact(&mut payload).await?;
+            match header[3] {
+                SETTINGS if header[4] & 0x1 == 0 => {
+                    socket.write_all(&frame(SETTINGS, 0x1, &[])).await?;
+                }
+                HEADERS => {
+                    // Last stream 0 and NO_ERROR: "nothing you sent was seen".
+                    socket.write_all(&frame(GOAWAY, 0, &[0; 8])).await?;
+                    return socket.shutdown().await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("a free address");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(refuse(socket));
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_call_refused_by_a_replica_going_away_is_retried_on_another() {
+    let refusing = refusing_replica(SocketAddr::from(([127, 0, 0, 2], 0))).await;
+    let healthy =
+        Upstream::start_on(SocketAddr::from(([127, 0, 0, 3], refusing.port())), None).await;
+    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
+    let mut file = std::fs::File::create(hosts.path()).expect("a writable temp file");
+    writeln!(file, "127.0.0.2 recommendations\n127.0.0.3 recommendations").expect("write");
+    let router = marketplace_for(hosts.path(), refusing.port()).await;
+
+    load_pages(&router, 20).await;
+
+    assert_eq!(healthy.recommend_calls().await, 20);
+}

@@ -10,7 +10,8 @@ use std::{
 /// A child process, killed if the test fails first.
 pub struct Process {
     child: Child,
-    stdout: BufReader<ChildStdout>,
+    name: String,
+    stdout: Option<BufReader<ChildStdout>>,
 }
 
 impl Process {
@@ -22,18 +23,34 @@ impl Process {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        Self { child, stdout }
+        let name = binary
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+        Self {
+            name: format!("{name}[{}]", child.id()),
+            child,
+            stdout: Some(stdout),
+        }
     }
 
-    /// Reads log lines until the "serving" event and returns it.
+    /// Reads log lines until the "serving" event and returns it. The rest
+    /// of the log is then copied to the test's output (shown when the test
+    /// fails), which also keeps the pipe from filling up.
     pub fn serving(&mut self) -> serde_json::Value {
+        let mut stdout = self.stdout.take().expect("serving() is called once");
         let mut line = String::new();
         loop {
             line.clear();
-            let read = self.stdout.read_line(&mut line).expect("readable stdout");
+            let read = stdout.read_line(&mut line).expect("readable stdout");
             assert!(read > 0, "the process exited before serving");
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
             if event["message"] == "serving" {
+                let name = self.name.clone();
+                std::thread::spawn(move || {
+                    for line in stdout.lines().map_while(Result::ok) {
+                        eprintln!("{name}: {line}");
+                    }
+                });
                 return event;
             }
         }
