@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
+    http::Method,
     middleware::Next,
     response::Response,
 };
@@ -18,10 +19,15 @@ use prometheus_client::{
 /// The route label of requests that matched no route (404s).
 const UNMATCHED: &str = "unmatched";
 
+/// The method label of methods outside RFC 9110 (and PATCH): any token is
+/// a valid method, and one series per made-up method would let a client
+/// grow `/metrics` without bound.
+const OTHER_METHOD: &str = "_OTHER";
+
 /// Labels of a finished request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
 }
@@ -62,6 +68,17 @@ impl HttpMetrics {
     }
 }
 
+/// The standard methods by name, every other one as [`OTHER_METHOD`].
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or(OTHER_METHOD)
+}
+
 /// The middleware (see the module docs). Successful requests log at DEBUG,
 /// client errors at INFO, server errors at ERROR.
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
@@ -76,7 +93,7 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method.as_str().to_owned(),
+            method: method_label(&method),
             route: route.to_owned(),
             status: status.as_u16(),
         })

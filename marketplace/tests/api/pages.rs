@@ -3,8 +3,10 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use http::StatusCode;
+use axum::body::Body;
+use http::{Request, StatusCode};
 use marketplace::routes::CONTENT_SECURITY_POLICY;
+use tower::ServiceExt as _;
 
 use crate::helpers::{Upstream, book_titles, catalog, get, marketplace};
 
@@ -188,4 +190,27 @@ async fn requests_are_counted_by_matched_route_and_status() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"grpc_client_requests_total{method="/bookstore.recommendations.v1.RecommendationsService/Recommend",code="OK"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn made_up_methods_share_one_metric_series() {
+    let upstream = Upstream::start(None).await;
+    let (router, admin) = marketplace(upstream.addr, DEADLINE).await;
+
+    for method in ["BREW", "WHEN", "PROPFIND"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/")
+            .body(Body::empty())
+            .expect("a valid request");
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), 405, "{method}");
+    }
+
+    let metrics = crate::helpers::admin_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"http_server_requests_total{method="_OTHER",route="/",status="405"} 3"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("BREW"), "{metrics}");
 }
