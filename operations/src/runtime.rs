@@ -3,16 +3,27 @@
 use std::num::NonZeroUsize;
 
 use anyhow::Context;
-use tokio::runtime::Runtime;
+use tokio::runtime::{Builder, Runtime};
 
-/// A multi-threaded runtime with `worker_threads` workers, or by default one
-/// per CPU this process may use: its CPU affinity and cgroup quota count, so
-/// a container limited to one CPU (as in kubernetes.yaml) gets one worker.
+/// A runtime with `worker_threads` workers, or by default one per CPU this
+/// process may use: its CPU affinity and cgroup quota count, so a container
+/// limited to one CPU (as in kubernetes.yaml) gets one worker.
+///
+/// One worker means tokio's current-thread scheduler: every task runs on
+/// the thread that calls `block_on`, with no work stealing and no wakeups
+/// across threads, the cheapest way to use one CPU. More workers mean the
+/// multi-thread scheduler.
 pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = worker_threads {
-        builder.worker_threads(threads.get());
-    }
+    let workers = worker_threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let mut builder = if workers == 1 {
+        Builder::new_current_thread()
+    } else {
+        let mut builder = Builder::new_multi_thread();
+        builder.worker_threads(workers);
+        builder
+    };
     builder
         .enable_all()
         .build()
@@ -21,13 +32,30 @@ pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
 
 #[cfg(test)]
 mod tests {
+    use tokio::runtime::RuntimeFlavor;
+
     use super::*;
 
     #[test]
     fn the_worker_count_is_the_one_asked_for() {
         let runtime = build(NonZeroUsize::new(3)).expect("a runtime");
 
+        assert_eq!(
+            runtime.handle().runtime_flavor(),
+            RuntimeFlavor::MultiThread
+        );
         assert_eq!(runtime.metrics().num_workers(), 3);
+    }
+
+    #[test]
+    fn one_worker_is_the_current_thread_scheduler() {
+        let runtime = build(NonZeroUsize::new(1)).expect("a runtime");
+
+        assert_eq!(
+            runtime.handle().runtime_flavor(),
+            RuntimeFlavor::CurrentThread
+        );
+        assert_eq!(runtime.metrics().num_workers(), 1);
     }
 
     #[test]
