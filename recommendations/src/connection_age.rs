@@ -31,6 +31,8 @@ pin_project! {
         io: IO,
         // Boxed so that the wrapper stays Unpin, as tonic needs its IO.
         deadline: Pin<Box<Sleep>>,
+        // Whether the deadline was polled once, which arms its timer.
+        armed: bool,
     }
 }
 
@@ -40,6 +42,7 @@ impl<IO> AgeLimited<IO> {
         Self {
             io,
             deadline: Box::pin(tokio::time::sleep(lifetime)),
+            armed: false,
         }
     }
 }
@@ -51,6 +54,12 @@ fn expired() -> io::Error {
     )
 }
 
+// Checking the deadline costs an atomic load per read or write. It is polled
+// (which registers the connection's wake-up with the timer) on the first
+// read and whenever a read is about to wait: a connection always has a read
+// pending, so it is closed on time even when idle, and a busy one does not
+// touch the timer per frame.
+
 impl<IO: AsyncRead> AsyncRead for AgeLimited<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -58,12 +67,21 @@ impl<IO: AsyncRead> AsyncRead for AgeLimited<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
-        // Polling the deadline here registers the wake-up: the connection
-        // always has a read pending, so it is closed on time even when idle.
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        if !*this.armed {
+            *this.armed = true;
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(expired()));
+            }
+        }
+        if this.deadline.is_elapsed() {
             return Poll::Ready(Err(expired()));
         }
-        this.io.poll_read(cx, buf)
+        match this.io.poll_read(cx, buf) {
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => {
+                Poll::Ready(Err(expired()))
+            }
+            other => other,
+        }
     }
 }
 
@@ -74,10 +92,28 @@ impl<IO: AsyncWrite> AsyncWrite for AgeLimited<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        if this.deadline.is_elapsed() {
             return Poll::Ready(Err(expired()));
         }
         this.io.poll_write(cx, buf)
+    }
+
+    // Forwarded so that hyper writes frame headers and bodies with one
+    // writev instead of first copying them into one buffer.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        if this.deadline.is_elapsed() {
+            return Poll::Ready(Err(expired()));
+        }
+        this.io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -121,5 +157,18 @@ mod tests {
 
         assert_eq!(read.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
         assert_eq!(write.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+    }
+
+    #[tokio::test]
+    async fn writes_stay_vectored_over_tcp() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("bound"));
+        let (accepted, _) = tokio::try_join!(listener.accept(), client).expect("connected");
+
+        let wrapped = AgeLimited::new(accepted.0, Duration::from_secs(10));
+
+        assert!(wrapped.is_write_vectored());
     }
 }

@@ -7,13 +7,16 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tonic::Status;
 use tower::{Layer, Service};
 
 use super::BoxError;
+
+/// The `grpc-timeout` header, parsed once.
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Gives every call a deadline: sends it as `grpc-timeout` (so the server
 /// stops working on a call nobody waits for any more) unless the caller set
@@ -76,7 +79,7 @@ where
         // the wire; ours still bounds the wait here.
         request
             .headers_mut()
-            .entry("grpc-timeout")
+            .entry(GRPC_TIMEOUT)
             .or_insert_with(|| self.header.clone());
         DeadlineFuture {
             inner: self.inner.call(request),

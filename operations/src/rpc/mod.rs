@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::{HeaderMap, Request, Response, uri::PathAndQuery};
+use http::{HeaderMap, HeaderName, Request, Response, uri::PathAndQuery};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tonic::{Code, Status};
@@ -287,9 +287,13 @@ impl<O: RpcObserver> Drop for Call<O> {
     }
 }
 
+/// The `grpc-status` header. A `HeaderName` rather than a `&str`, so that a
+/// lookup (several per call) does not parse the name each time.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// The `grpc-status` of a header map, when present and valid.
 pub fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?;
+    let value = headers.get(GRPC_STATUS)?;
     let number: i32 = std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()?;
     Some(Code::from_i32(number))
 }
