@@ -24,12 +24,14 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use tokio_stream::StreamExt as _;
 
 use crate::{
-    api::Recommendations, catalog::Catalog, connection_age::AgeLimited, middleware::errors,
+    api::Recommendations,
+    catalog::Catalog,
+    connection_age::AgeLimited,
+    middleware::{errors, panics},
     settings::Settings,
 };
 
@@ -271,7 +273,7 @@ where
         // RESOURCE_EXHAUSTED.
         .map_response(errors::oversized_to_resource_exhausted)
         // Innermost: a panicking handler becomes INTERNAL, logged once.
-        .layer(CatchPanicLayer::custom(errors::panic_to_internal));
+        .layer(panics::CatchPanicLayer);
 
     // GOAWAY at the maximum age; the hard close after the grace period is
     // AgeLimited's (see connection_age for why not tonic's own grace).

@@ -3,3 +3,4 @@
 //! the stack itself is assembled, in order, in `startup::serve_routes`.
 
 pub mod errors;
+pub mod panics;
