@@ -20,11 +20,12 @@ async fn replicas(hosts: &[u8]) -> Vec<Upstream> {
     all
 }
 
-fn write_hosts(path: &Path, replicas: &[&Upstream]) {
+/// A hosts file naming `addrs` (their IPs) `recommendations`.
+fn write_hosts(path: &Path, addrs: impl IntoIterator<Item = SocketAddr>) {
     let mut file = std::fs::File::create(path).expect("a writable temp file");
     writeln!(file, "127.0.0.1 localhost").expect("write");
-    for replica in replicas {
-        writeln!(file, "{} recommendations", replica.addr.ip()).expect("write");
+    for addr in addrs {
+        writeln!(file, "{} recommendations", addr.ip()).expect("write");
     }
 }
 
@@ -57,7 +58,7 @@ async fn load_pages(router: &Router, count: usize) {
 async fn calls_spread_evenly_over_three_replicas() {
     let replicas = replicas(&[2, 3, 4]).await;
     let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
     let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
 
     load_pages(&router, 300).await;
@@ -78,7 +79,7 @@ async fn calls_spread_evenly_over_three_replicas() {
 async fn a_replica_shutting_down_costs_no_page() {
     let mut replicas = replicas(&[2, 3, 4]).await;
     let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
     let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
     load_pages(&router, 30).await;
 
@@ -92,12 +93,12 @@ async fn a_new_replica_gets_calls_after_the_next_resolution() {
     let mut replicas = replicas(&[2, 3]).await;
     let port = replicas[0].addr.port();
     let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
     let router = marketplace_for(hosts.path(), port).await;
     load_pages(&router, 10).await;
 
     replicas.push(Upstream::start_on(SocketAddr::from(([127, 0, 0, 4], port)), None).await);
-    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
 
     let newcomer = &replicas[2];
     for _ in 0..100 {
@@ -117,7 +118,7 @@ async fn a_new_replica_gets_calls_after_the_next_resolution() {
 async fn with_every_replica_down_the_page_still_renders_with_a_notice() {
     let mut replicas = replicas(&[2, 3]).await;
     let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), &replicas.iter().collect::<Vec<_>>());
+    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
     let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
     load_pages(&router, 4).await;
 
@@ -196,8 +197,7 @@ async fn a_call_refused_by_a_replica_going_away_is_retried_on_another() {
     let healthy =
         Upstream::start_on(SocketAddr::from(([127, 0, 0, 3], refusing.port())), None).await;
     let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    let mut file = std::fs::File::create(hosts.path()).expect("a writable temp file");
-    writeln!(file, "127.0.0.2 recommendations\n127.0.0.3 recommendations").expect("write");
+    write_hosts(hosts.path(), [refusing, healthy.addr]);
     let router = marketplace_for(hosts.path(), refusing.port()).await;
 
     load_pages(&router, 20).await;
