@@ -3,8 +3,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, Subcommand};
-use operations::LogFormat;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use operations::{
+    LogFormat,
+    limits::{AdminLimits, HttpLimits, with_env_prefix},
+};
 
 /// The Online Books For You web app. Renders the bookstore's pages from the
 /// recommendations service, reached over long-lived gRPC channels (one per
@@ -19,6 +22,25 @@ pub struct Cli {
     /// The web app's settings (the health check uses them too).
     #[command(flatten)]
     pub settings: Settings,
+}
+
+/// The prefix of the environment variables of the shared settings.
+const ENV_PREFIX: &str = "MARKETPLACE";
+
+impl Cli {
+    /// The command line, with the shared limits' variables named for this
+    /// service (`MARKETPLACE_HTTP_MAX_CONNECTIONS`, ...).
+    pub fn command_with_env() -> clap::Command {
+        let command = with_env_prefix::<HttpLimits>(Self::command(), ENV_PREFIX);
+        with_env_prefix::<AdminLimits>(command, ENV_PREFIX)
+    }
+
+    /// Parses the process's arguments and environment; exits with a usage
+    /// message on an invalid one.
+    pub fn from_env() -> Self {
+        let matches = Self::command_with_env().get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
 }
 
 /// The commands besides serving.
@@ -102,6 +124,14 @@ pub struct Settings {
     #[arg(long, env = "MARKETPLACE_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// The web listener's limits.
+    #[command(flatten)]
+    pub limits: HttpLimits,
+
+    /// The admin listener's limits.
+    #[command(flatten)]
+    pub admin_limits: AdminLimits,
+
     /// Runtime worker threads. Default: one per CPU this process may use
     /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
     /// limit of one CPU).
@@ -182,7 +212,27 @@ mod tests {
 
     #[test]
     fn the_cli_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        Cli::command_with_env().debug_assert();
+    }
+
+    #[test]
+    fn the_shared_limits_read_variables_of_this_service() {
+        let command = Cli::command_with_env();
+        let env = |id: &str| {
+            command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .and_then(|arg| arg.get_env())
+                .map(|env| env.to_string_lossy().into_owned())
+        };
+
+        assert_eq!(
+            env("http_max_connections").as_deref(),
+            Some("MARKETPLACE_HTTP_MAX_CONNECTIONS")
+        );
+        assert_eq!(
+            env("admin_max_connections").as_deref(),
+            Some("MARKETPLACE_ADMIN_MAX_CONNECTIONS")
+        );
     }
 }

@@ -4,9 +4,10 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use axum::{Router, serve::ListenerExt as _};
+use axum::Router;
 use operations::{
     AdminServer, Readiness,
+    listener::Listener,
     metrics::{RpcMetrics, Side},
     shutdown,
 };
@@ -25,7 +26,7 @@ use crate::{
 #[derive(Debug)]
 pub struct Application {
     settings: Settings,
-    listener: TcpListener,
+    listener: Listener,
     local_addr: SocketAddr,
     router: Router,
     admin: AdminServer,
@@ -65,9 +66,19 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .context("reading the web listener's address")?;
+        let listener = Listener::new(
+            listener,
+            settings.limits.http_max_connections as usize,
+            "http",
+        );
         let readiness = Readiness::new();
-        let admin =
-            AdminServer::bind(settings.admin_listen, Arc::new(registry), readiness.clone()).await?;
+        let admin = AdminServer::bind(
+            settings.admin_listen,
+            Arc::new(registry),
+            readiness.clone(),
+            &settings.admin_limits,
+        )
+        .await?;
         Ok(Self {
             settings,
             listener,
@@ -103,14 +114,11 @@ impl Application {
         let admin_addr = self.admin.local_addr()?;
         let admin = self.admin.spawn();
         let (stop, stopped) = shutdown::trigger();
-        // Small pages must not wait for Nagle: set TCP_NODELAY on every
-        // accepted socket (axum does not by default).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(cause = %err, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, self.router).with_graceful_shutdown(stopped);
+        let limits = self.settings.limits.clone();
+        let server = async move {
+            operations::http::serve(self.listener, self.router, &limits, stopped).await;
+            Ok::<(), std::convert::Infallible>(())
+        };
         tracing::info!(
             http = %self.local_addr,
             admin = %admin_addr,
@@ -125,7 +133,7 @@ impl Application {
         };
         shutdown::serve_until_stopped(
             "http",
-            server.into_future(),
+            server,
             shutdown,
             going_away,
             stop,

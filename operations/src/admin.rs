@@ -22,6 +22,11 @@ use axum::{
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::{
+    limits::{AdminLimits, HttpLimits},
+    listener::Listener,
+};
+
 /// Whether the process wants new traffic. It turns false as soon as shutdown
 /// begins, so that load balancers stop sending requests before the drain.
 /// Cloning shares the flag.
@@ -99,8 +104,9 @@ async fn ready(State(state): State<AdminState>) -> Response {
 /// The admin listener, bound and ready to serve.
 #[derive(Debug)]
 pub struct AdminServer {
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
+    limits: HttpLimits,
 }
 
 impl AdminServer {
@@ -109,13 +115,16 @@ impl AdminServer {
         addr: SocketAddr,
         registry: Arc<Registry>,
         readiness: Readiness,
+        limits: &AdminLimits,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot bind the admin listener on {addr}"))?;
+        let limits = limits.as_http();
         Ok(Self {
-            listener,
+            listener: Listener::new(listener, limits.http_max_connections as usize, "admin"),
             router: router(registry, readiness),
+            limits,
         })
     }
 
@@ -129,9 +138,8 @@ impl AdminServer {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        crate::http::serve(self.listener, self.router, &self.limits, shutdown).await;
+        Ok(())
     }
 
     /// Serves in a task of its own until [`AdminHandle::stop`].
@@ -231,6 +239,9 @@ mod tests {
             "127.0.0.1:0".parse().expect("valid"),
             Arc::default(),
             readiness.clone(),
+            &AdminLimits {
+                admin_max_connections: 4,
+            },
         )
         .await
         .expect("bound");

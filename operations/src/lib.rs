@@ -2,6 +2,9 @@
 //!
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
+//! - [`limits`]: every listener's limits, declared once as settings;
+//! - [`listener`]: accepting connections under a cap, backing off on errors;
+//! - [`http`]: serving a router within those limits (timeouts, caps, 503s);
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
 //! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
@@ -11,6 +14,9 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod http;
+pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod rpc;
 pub mod runtime;

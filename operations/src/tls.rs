@@ -2,11 +2,11 @@
 //! errors that name the file and the problem, and building tonic's configs
 //! so that a bad or mismatched file stops the process at start.
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use anyhow::{Context, anyhow, ensure};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Reads a PEM file of one or more certificates; `what` names it in errors
 /// ("TLS certificate", "client CA").
@@ -38,24 +38,65 @@ pub fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 /// The server side: serve with `cert` and `key`; with `client_ca`, require
-/// and verify client certificates signed by it (mutual TLS).
+/// and verify client certificates signed by it (mutual TLS). HTTP/2 only
+/// (ALPN `h2`), as gRPC needs. The handshake itself is the listener's, so
+/// that it can be given a time limit.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> anyhow::Result<ServerTlsConfig> {
-    let identity = Identity::from_pem(
-        read_certificates(cert, "TLS certificate")?,
-        read_private_key(key)?,
-    );
-    let mut config = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = client_ca {
-        config = config.client_ca_root(Certificate::from_pem(read_certificates(ca, "client CA")?));
-    }
-    // rustls checks that the key belongs to the certificate only when the
-    // acceptor is built: build one now, so that a mismatch fails at start.
-    Server::builder()
-        .tls_config(config.clone())
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let chain = CertificateDer::pem_slice_iter(&read_certificates(cert, "TLS certificate")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| {
+            anyhow!(
+                "the TLS certificate file {} is not valid PEM: {err}",
+                cert.display()
+            )
+        })?;
+    let private_key = PrivateKeyDer::from_pem_slice(&read_private_key(key)?).map_err(|err| {
+        anyhow!(
+            "the TLS private key file {} is not valid PEM: {err}",
+            key.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("rustls has no safe protocol version")?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in CertificateDer::pem_slice_iter(&read_certificates(ca, "client CA")?) {
+                let der = der.map_err(|err| {
+                    anyhow!(
+                        "the client CA file {} is not valid PEM: {err}",
+                        ca.display()
+                    )
+                })?;
+                roots.add(der).with_context(|| {
+                    format!(
+                        "the client CA file {} holds an unusable certificate",
+                        ca.display()
+                    )
+                })?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .with_context(|| {
+                format!("the client CA file {} cannot verify clients", ca.display())
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    // rustls checks here that the key belongs to the certificate, so that a
+    // mismatch fails at start.
+    let mut config = builder
+        .with_single_cert(chain, private_key)
         .with_context(|| {
             format!(
                 "the TLS certificate {} and private key {} cannot be used together",
@@ -63,7 +104,8 @@ pub fn server_config(
                 key.display()
             )
         })?;
-    Ok(config)
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The client side: verify the server against `ca` under the name
@@ -127,7 +169,7 @@ mod tests {
             None,
         );
 
-        assert!(config.is_ok(), "{config:?}");
+        assert_eq!(config.expect("usable").alpn_protocols, [b"h2".to_vec()]);
     }
 
     #[test]

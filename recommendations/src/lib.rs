@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod connection_age;
 pub mod error;
 pub mod healthcheck;
+pub mod listener;
 pub mod middleware;
 pub mod settings;
 pub mod startup;

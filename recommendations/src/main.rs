@@ -3,11 +3,10 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use clap::Parser;
 use recommendations::{Application, Cli, Command, Settings};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_env();
     let result = operations::runtime::build(cli.settings.worker_threads)
         .and_then(|runtime| runtime.block_on(start(cli)));
     operations::telemetry::exit_code("recommendations", result)

@@ -3,8 +3,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, Subcommand};
-use operations::LogFormat;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use operations::{
+    LogFormat,
+    limits::{AdminLimits, GrpcLimits, with_env_prefix},
+};
 
 /// Recommends books by category over gRPC (the bookstore's Recommendations
 /// service). Serves the versioned bookstore.recommendations.v1 API and the
@@ -19,6 +22,25 @@ pub struct Cli {
     /// The server's settings (the health check uses them too).
     #[command(flatten)]
     pub settings: Settings,
+}
+
+/// The prefix of every environment variable the server reads.
+const ENV_PREFIX: &str = "RECOMMENDATIONS";
+
+impl Cli {
+    /// The command line, with the shared limits' variables named for this
+    /// service (`RECOMMENDATIONS_MAX_CONNECTIONS`, ...).
+    pub fn command_with_env() -> clap::Command {
+        let command = with_env_prefix::<GrpcLimits>(Self::command(), ENV_PREFIX);
+        with_env_prefix::<AdminLimits>(command, ENV_PREFIX)
+    }
+
+    /// Parses the process's arguments and environment; exits with a usage
+    /// message on an invalid one.
+    pub fn from_env() -> Self {
+        let matches = Self::command_with_env().get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+    }
 }
 
 /// The commands besides serving.
@@ -84,27 +106,13 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
-    /// Age at which a connection is asked to close (HTTP/2 GOAWAY): its
-    /// client reconnects, and behind a load balancer may land on another
-    /// replica, so that even clients that do not balance spread out over
-    /// time. Calls in flight finish.
-    #[arg(long, env = "RECOMMENDATIONS_MAX_CONNECTION_AGE", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub max_connection_age: Duration,
+    /// The gRPC listener's limits.
+    #[command(flatten)]
+    pub limits: GrpcLimits,
 
-    /// How long calls in flight may go on after the maximum connection age
-    /// before the connection is closed anyway.
-    #[arg(long, env = "RECOMMENDATIONS_MAX_CONNECTION_AGE_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub max_connection_age_grace: Duration,
-
-    /// Largest request message accepted, in bytes; larger ones get
-    /// RESOURCE_EXHAUSTED.
-    #[arg(long, env = "RECOMMENDATIONS_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
-    pub max_message_bytes: usize,
-
-    /// Most calls handled at once across all connections; calls beyond it
-    /// get RESOURCE_EXHAUSTED at once instead of waiting.
-    #[arg(long, env = "RECOMMENDATIONS_CONCURRENCY_LIMIT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
-    pub concurrency_limit: u32,
+    /// The admin listener's limits.
+    #[command(flatten)]
+    pub admin_limits: AdminLimits,
 
     /// Runtime worker threads. Default: one per CPU this process may use
     /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
@@ -120,7 +128,7 @@ pub struct Settings {
 impl Settings {
     /// The TLS configuration, when --tls-cert and --tls-key are set; fails
     /// on a missing, unreadable or mismatched file, naming it.
-    pub fn server_tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    pub fn server_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 operations::tls::server_config(cert, key, self.tls_client_ca.as_deref()).map(Some)
@@ -152,17 +160,35 @@ mod tests {
         assert_eq!(settings.listen.to_string(), "0.0.0.0:50051");
         assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:9051");
         assert_eq!(settings.drain_timeout, Duration::from_secs(25));
-        assert_eq!(settings.max_message_bytes, 65_536);
-        assert_eq!(settings.concurrency_limit, 1024);
-        assert_eq!(settings.max_connection_age, Duration::from_secs(300));
-        assert_eq!(settings.max_connection_age_grace, Duration::from_secs(30));
+        assert_eq!(settings.limits.max_message_bytes, 65_536);
+        assert_eq!(settings.limits.concurrency_limit, 1024);
+        assert_eq!(settings.limits.max_connection_age, Duration::from_secs(300));
+        assert_eq!(
+            settings.limits.max_connection_age_grace,
+            Duration::from_secs(30)
+        );
         assert!(settings.catalog.is_none());
     }
 
     #[test]
     fn the_cli_definition_is_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        Cli::command_with_env().debug_assert();
+    }
+
+    #[test]
+    fn every_setting_reads_a_variable_of_this_service() {
+        let command = Cli::command_with_env();
+        let unprefixed: Vec<_> = command
+            .get_arguments()
+            .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+            .filter(|arg| {
+                !arg.get_env()
+                    .is_some_and(|env| env.to_string_lossy().starts_with("RECOMMENDATIONS_"))
+            })
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+
+        assert!(unprefixed.is_empty(), "{unprefixed:?}");
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Building and running the server: the catalog, the listeners, the routes,
 //! the layer stack, and the shutdown sequence.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use operations::{
     AdminServer, Readiness,
+    limits::GrpcLimits,
+    listener::Listener,
     metrics::{RpcMetrics, Side},
     rpc::{LogRpc, MeterRpc, ObserveLayer},
     shutdown,
@@ -18,20 +20,15 @@ use protobufs::{
     },
 };
 use tokio::net::TcpListener;
-use tonic::{
-    service::Routes,
-    transport::{Server, ServerTlsConfig, server::TcpIncoming},
-};
+use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
-
-use tokio_stream::StreamExt as _;
 
 use crate::{
     api::Recommendations,
     catalog::Catalog,
-    connection_age::AgeLimited,
-    middleware::{errors, panics},
+    listener::{self, Handshake},
+    middleware::{admission::AdmissionLayer, errors, panics, request_timeout::RequestTimeoutLayer},
     settings::Settings,
 };
 
@@ -39,40 +36,18 @@ use crate::{
 /// bookstore service.
 pub const HEALTH_SERVICES: [&str; 3] = ["", V1_SERVICE, LEGACY_SERVICE];
 
-/// The limits applied to every call and connection (see [`serve_routes`]).
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Calls handled at once, across all connections.
-    pub concurrency: usize,
-    /// Age at which a connection gets GOAWAY.
-    pub max_connection_age: Duration,
-    /// How long after that its calls may go on before it is closed.
-    pub max_connection_age_grace: Duration,
-}
-
-impl Limits {
-    /// The limits of `settings`.
-    pub fn from_settings(settings: &Settings) -> Self {
-        Self {
-            concurrency: settings.concurrency_limit as usize,
-            max_connection_age: settings.max_connection_age,
-            max_connection_age_grace: settings.max_connection_age_grace,
-        }
-    }
-}
-
 /// A recommendations server with its catalog loaded and both listeners
 /// bound, so that port 0 works and [`Application::local_addr`] tells where.
 #[derive(Debug)]
 pub struct Application {
     settings: Settings,
     catalog: Arc<Catalog>,
-    incoming: TcpIncoming,
+    listener: Listener,
     local_addr: SocketAddr,
     admin: AdminServer,
     metrics: RpcMetrics,
     readiness: Readiness,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Application {
@@ -102,10 +77,7 @@ impl Application {
         let local_addr = listener
             .local_addr()
             .context("reading the gRPC listener's address")?;
-        // Small RPCs must not wait for Nagle; keepalive finds dead peers.
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60)));
+        let listener = Listener::new(listener, settings.limits.max_connections as usize, "grpc");
 
         let mut registry = Registry::default();
         let metrics = RpcMetrics::register(&mut registry, Side::Server);
@@ -117,13 +89,18 @@ impl Application {
             books,
         );
         let readiness = Readiness::new();
-        let admin =
-            AdminServer::bind(settings.admin_listen, Arc::new(registry), readiness.clone()).await?;
+        let admin = AdminServer::bind(
+            settings.admin_listen,
+            Arc::new(registry),
+            readiness.clone(),
+            &settings.admin_limits,
+        )
+        .await?;
 
         Ok(Self {
             settings,
             catalog: Arc::new(catalog),
-            incoming,
+            listener,
             local_addr,
             admin,
             metrics,
@@ -162,17 +139,16 @@ impl Application {
         let routes = routes(
             Recommendations::new(self.catalog),
             health_service,
-            self.settings.max_message_bytes,
+            self.settings.limits.max_message_bytes,
         )?;
 
         let admin = self.admin.spawn();
         let (stop, stopped) = shutdown::trigger();
-        let limits = Limits::from_settings(&self.settings);
         let tls = if self.tls.is_some() { "on" } else { "off" };
         let server = serve_routes(
             routes,
-            self.incoming,
-            limits,
+            self.listener,
+            &self.settings.limits,
             self.tls,
             self.metrics,
             stopped,
@@ -203,7 +179,8 @@ impl Application {
 }
 
 /// Every service of the server: both bookstore contracts over one shared
-/// implementation, gRPC health, and reflection (v1 and v1alpha).
+/// implementation, gRPC health, and reflection (v1 and v1alpha), each with
+/// the same limit on request messages.
 fn routes(
     service: Recommendations,
     health: tonic_health::pb::health_server::HealthServer<
@@ -225,28 +202,31 @@ fn routes(
         .add_service(
             RecommendationsServer::new(service).max_decoding_message_size(max_message_bytes),
         )
-        .add_service(health)
+        .add_service(health.max_decoding_message_size(max_message_bytes))
         .add_service(
             reflection()
                 .build_v1()
-                .context("building gRPC reflection v1")?,
+                .context("building gRPC reflection v1")?
+                .max_decoding_message_size(max_message_bytes),
         )
         .add_service(
             reflection()
                 .build_v1alpha()
-                .context("building gRPC reflection v1alpha")?,
+                .context("building gRPC reflection v1alpha")?
+                .max_decoding_message_size(max_message_bytes),
         );
     Ok(routes.routes())
 }
 
-/// Serves `routes` on `incoming` behind the server's layer stack until `stop`
-/// resolves, then finishes the calls in flight (unbounded: the caller bounds
-/// it). Public so that layer tests can serve a dummy service the same way.
+/// Serves `routes` on `listener` behind the server's layer stack and within
+/// `limits` until `stop` resolves, then finishes the calls in flight
+/// (unbounded: the caller bounds it). Public so that layer tests can serve a
+/// dummy service the same way.
 pub async fn serve_routes<F>(
     routes: Routes,
-    incoming: TcpIncoming,
-    limits: Limits,
-    tls: Option<ServerTlsConfig>,
+    listener: Listener,
+    limits: &GrpcLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     metrics: RpcMetrics,
     stop: F,
 ) -> Result<(), tonic::transport::Error>
@@ -254,45 +234,56 @@ where
     F: Future<Output = ()>,
 {
     // ServiceBuilder order: the first layer is the outermost. tonic itself
-    // wraps this stack in its grpc-timeout deadline and connection info.
+    // wraps this stack in its connection info (and would add grpc-timeout
+    // handling, which deadline-aware handlers don't need here).
     let layers = ServiceBuilder::new()
         // One log event per call and its metrics (count, latency, in
         // flight), outermost so that they see the final status of
-        // everything below, shed and panicking calls included.
+        // everything below, refused, timed-out and panicking calls included.
         .layer(ObserveLayer::new((
             LogRpc::new(Side::Server),
             MeterRpc::new(metrics),
         )))
-        // The shedder's refusal becomes a RESOURCE_EXHAUSTED response here,
-        // so the layers above always see a gRPC status.
-        .map_result(errors::overload_to_resource_exhausted)
-        // Over the concurrency limit, refuse at once rather than queue.
-        .load_shed()
-        .concurrency_limit(limits.concurrency)
+        // The call timeout's error becomes DEADLINE_EXCEEDED here, so the
+        // layers above always see a gRPC status.
+        .map_result(errors::elapsed_to_deadline_exceeded)
+        // Over the bound on calls in flight, refuse at once rather than
+        // queue; a call's slot is held until its response is sent.
+        .layer(AdmissionLayer::new(
+            limits.concurrency_limit as usize,
+            GrpcLimits::HEALTH_CONCURRENCY_LIMIT,
+        ))
+        // The server's own maximum per call, deadline or not.
+        .timeout(limits.max_call_duration)
+        // The request message must arrive in time, or the slot is freed.
+        .layer(RequestTimeoutLayer::new(limits.request_timeout))
         // tonic's OUT_OF_RANGE for oversized messages becomes the spec's
         // RESOURCE_EXHAUSTED.
         .map_response(errors::oversized_to_resource_exhausted)
         // Innermost: a panicking handler becomes INTERNAL, logged once.
         .layer(panics::CatchPanicLayer);
 
-    // GOAWAY at the maximum age; the hard close after the grace period is
-    // AgeLimited's (see connection_age for why not tonic's own grace).
-    let lifetime = limits.max_connection_age + limits.max_connection_age_grace;
-    let incoming = incoming.map(move |accepted| accepted.map(|tcp| AgeLimited::new(tcp, lifetime)));
-    let mut server = Server::builder();
-    if let Some(tls) = tls {
-        server = server.tls_config(tls)?;
-    }
-    server
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+    // Connections are capped and handshakes time-limited before tonic sees
+    // them; each is closed at the maximum age plus grace (GOAWAY comes at
+    // the maximum age: see connection_age for why not tonic's own grace).
+    let incoming = listener::incoming(
+        listener,
+        Handshake {
+            tls: tls.map(listener::tls_acceptor),
+            timeout: limits.handshake_timeout,
+            lifetime: limits.max_connection_age + limits.max_connection_age_grace,
+        },
+    );
+    Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .max_connection_age(limits.max_connection_age)
-        // h2 closes a connection after 20 streams reset before they were
-        // accepted (its Rapid Reset guard). The marketplace multiplexes every
-        // page on one connection and cancels a call when its browser leaves,
-        // so a burst of departures would fail every other call on it. Allow
-        // as many as the calls this server takes at once.
-        .http2_max_pending_accept_reset_streams(Some(limits.concurrency))
+        // One connection's share: streams over it are refused by h2 itself
+        // (REFUSED_STREAM), before any work is done for them.
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_header_list_size(GrpcLimits::MAX_HEADER_LIST_BYTES)
+        // Rapid Reset (CVE-2023-44487): see max_pending_accept_reset_streams.
+        .http2_max_pending_accept_reset_streams(Some(limits.max_pending_accept_reset_streams()))
         .layer(layers)
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stop)

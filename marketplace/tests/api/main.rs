@@ -1,6 +1,7 @@
 //! Integration tests: pages rendered from a real recommendations server,
 //! degraded mode and recovery, and both binaries end to end.
 
+mod attacks;
 mod balance;
 mod degraded;
 mod end_to_end;

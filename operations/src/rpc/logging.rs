@@ -12,7 +12,10 @@ use crate::metrics::{Side, code_name};
 /// call: OK at DEBUG; errors a caller caused (bad argument, not found,
 /// cancelled, ...) at INFO; errors of this side or its dependencies
 /// (unavailable, deadline exceeded, resource exhausted) at WARN; bugs
-/// (internal, unknown, data loss) at ERROR.
+/// (internal, unknown, data loss) at ERROR. A server's own refusals
+/// (RESOURCE_EXHAUSTED) are at DEBUG: under overload a line per refused call
+/// would cost more than the refusal, so the admission layer says so once a
+/// second instead, with a count.
 #[derive(Clone, Copy, Debug)]
 pub struct LogRpc {
     side: Side,
@@ -46,6 +49,9 @@ impl RpcObserver for LogRpc {
         }
         match end.code {
             Code::Ok => log!(tracing::Level::DEBUG),
+            Code::ResourceExhausted if matches!(self.side, Side::Server) => {
+                log!(tracing::Level::DEBUG)
+            }
             Code::Internal | Code::Unknown | Code::DataLoss => log!(tracing::Level::ERROR),
             Code::Unavailable
             | Code::DeadlineExceeded

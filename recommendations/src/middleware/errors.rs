@@ -23,18 +23,16 @@ pub fn panic_to_internal(panic: Box<dyn Any + Send + 'static>) -> Response<tonic
     Status::internal("internal error").into_http()
 }
 
-/// Turns the load shedder's refusal into RESOURCE_EXHAUSTED, answered at
-/// once, so a client can back off instead of queueing without bound.
-pub fn overload_to_resource_exhausted<B: Default>(
+/// Turns the server's own time limit on a call (tower's `Elapsed`) into
+/// DEADLINE_EXCEEDED, as if the client's deadline had passed.
+pub fn elapsed_to_deadline_exceeded<B: Default>(
     result: Result<Response<B>, tower::BoxError>,
 ) -> Result<Response<B>, tower::BoxError> {
     match result {
-        Err(err) if err.is::<tower::load_shed::error::Overloaded>() => {
-            Ok(Status::resource_exhausted(
-                "the server is at its concurrency limit; retry with backoff",
-            )
-            .into_http())
-        }
+        Err(err) if err.is::<tower::timeout::error::Elapsed>() => Ok(Status::deadline_exceeded(
+            "the call ran past the server's maximum call duration",
+        )
+        .into_http()),
         other => other,
     }
 }

@@ -2,5 +2,7 @@
 //! come from `operations::rpc`, shared with the marketplace's client side;
 //! the stack itself is assembled, in order, in `startup::serve_routes`.
 
+pub mod admission;
 pub mod errors;
 pub mod panics;
+pub mod request_timeout;

@@ -12,18 +12,19 @@ use operations::{
     LogFormat,
     metrics::{RpcMetrics, Side, encode},
 };
+use operations::{limits::GrpcLimits, listener::Listener};
 use prometheus_client::registry::Registry;
 use protobufs::dummy::{
     ExecuteRequest, ExecuteResponse,
     dummy_service_client::DummyServiceClient,
     dummy_service_server::{DummyService, DummyServiceServer},
 };
-use recommendations::startup::{Limits, serve_routes};
+use recommendations::startup::serve_routes;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::{
     Code, Request, Response, Status,
     service::Routes,
-    transport::{Channel, Endpoint, server::TcpIncoming},
+    transport::{Channel, Endpoint},
 };
 
 const METHOD: &str = "/testing.dummy.v1.DummyService/Execute";
@@ -95,7 +96,7 @@ impl DummyServer {
     }
 }
 
-async fn spawn_dummy(limits: Limits) -> DummyServer {
+async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
     let (entered_tx, entered) = mpsc::unbounded_channel();
     let (dropped_tx, dropped) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
@@ -108,19 +109,18 @@ async fn spawn_dummy(limits: Limits) -> DummyServer {
         Routes::new(DummyServiceServer::new(dummy).max_decoding_message_size(MAX_MESSAGE_BYTES));
     let mut registry = Registry::default();
     let metrics = RpcMetrics::register(&mut registry, Side::Server);
-    let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("a free port");
-    let addr = incoming.local_addr().expect("bound");
+    let tcp = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("a free port");
+    let addr = tcp.local_addr().expect("bound");
+    let listener = Listener::new(tcp, limits.max_connections as usize, "grpc");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve_routes(
-        routes,
-        incoming,
-        limits,
-        None,
-        metrics,
-        async {
+    tokio::spawn(async move {
+        serve_routes(routes, listener, &limits, None, metrics, async {
             let _ = stopped.await;
-        },
-    ));
+        })
+        .await
+    });
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid")
         .connect_lazy();
@@ -134,11 +134,14 @@ async fn spawn_dummy(limits: Limits) -> DummyServer {
     }
 }
 
-const ROOMY: Limits = Limits {
-    concurrency: 64,
-    max_connection_age: Duration::from_secs(600),
-    max_connection_age_grace: Duration::from_secs(60),
-};
+fn roomy() -> GrpcLimits {
+    GrpcLimits {
+        concurrency_limit: 64,
+        max_connection_age: Duration::from_secs(600),
+        max_connection_age_grace: Duration::from_secs(60),
+        ..GrpcLimits::default()
+    }
+}
 
 /// Log lines written while the guard lives, on this thread (the tests run
 /// on a current-thread runtime, so the server's tasks log here too).
@@ -191,7 +194,7 @@ impl Captured {
 async fn every_call_is_logged_once_with_method_code_latency_and_peer() {
     let logs = Captured::default();
     let _guard = logs.install();
-    let server = spawn_dummy(ROOMY).await;
+    let server = spawn_dummy(roomy()).await;
 
     server.call("hello").await.expect("OK");
     server.call("error").await.expect_err("NOT_FOUND");
@@ -219,7 +222,7 @@ async fn every_call_is_logged_once_with_method_code_latency_and_peer() {
 
 #[tokio::test]
 async fn metrics_count_calls_by_method_and_code() {
-    let server = spawn_dummy(ROOMY).await;
+    let server = spawn_dummy(roomy()).await;
 
     server.call("one").await.expect("OK");
     server.call("two").await.expect("OK");
@@ -254,7 +257,7 @@ async fn metrics_count_calls_by_method_and_code() {
 async fn a_panicking_handler_answers_internal_and_the_next_call_succeeds() {
     let logs = Captured::default();
     let _guard = logs.install();
-    let server = spawn_dummy(ROOMY).await;
+    let server = spawn_dummy(roomy()).await;
 
     let status = server.call("panic").await.expect_err("INTERNAL");
     let next = server.call("still alive").await;
@@ -288,9 +291,9 @@ async fn a_panicking_handler_answers_internal_and_the_next_call_succeeds() {
 
 #[tokio::test]
 async fn calls_over_the_concurrency_limit_get_resource_exhausted_at_once() {
-    let mut server = spawn_dummy(Limits {
-        concurrency: 1,
-        ..ROOMY
+    let mut server = spawn_dummy(GrpcLimits {
+        concurrency_limit: 1,
+        ..roomy()
     })
     .await;
     let blocked = {
@@ -316,7 +319,7 @@ async fn calls_over_the_concurrency_limit_get_resource_exhausted_at_once() {
 
     assert_eq!(refused.code(), Code::ResourceExhausted);
     assert!(
-        refused.message().contains("concurrency limit"),
+        refused.message().contains("too many calls in flight"),
         "{}",
         refused.message()
     );
@@ -331,7 +334,7 @@ async fn calls_over_the_concurrency_limit_get_resource_exhausted_at_once() {
 
 #[tokio::test]
 async fn oversized_requests_get_resource_exhausted() {
-    let server = spawn_dummy(ROOMY).await;
+    let server = spawn_dummy(roomy()).await;
 
     let status = server
         .call(&"x".repeat(MAX_MESSAGE_BYTES * 4))
@@ -348,7 +351,7 @@ async fn oversized_requests_get_resource_exhausted() {
 
 #[tokio::test]
 async fn a_client_deadline_stops_the_handler() {
-    let mut server = spawn_dummy(ROOMY).await;
+    let mut server = spawn_dummy(roomy()).await;
     let mut request = Request::new(ExecuteRequest {
         input: "block".to_owned(),
     });
@@ -378,15 +381,43 @@ async fn a_client_deadline_stops_the_handler() {
     );
 }
 
-const SHORT_LIVED: Limits = Limits {
-    concurrency: 64,
-    max_connection_age: Duration::from_millis(300),
-    max_connection_age_grace: Duration::from_millis(300),
-};
+#[tokio::test]
+async fn a_call_without_a_deadline_ends_at_the_servers_maximum_duration() {
+    let mut server = spawn_dummy(GrpcLimits {
+        max_call_duration: Duration::from_millis(200),
+        ..roomy()
+    })
+    .await;
+
+    let status = server.call("block").await.expect_err("past the maximum");
+    server
+        .dropped
+        .recv()
+        .await
+        .expect("the handler's future is dropped");
+
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("maximum call duration"),
+        "{}",
+        status.message()
+    );
+    assert!(server.metrics().contains(&format!(
+        r#"{{method="{METHOD}",code="DEADLINE_EXCEEDED"}} 1"#
+    )));
+}
+
+fn short_lived() -> GrpcLimits {
+    GrpcLimits {
+        max_connection_age: Duration::from_millis(300),
+        max_connection_age_grace: Duration::from_millis(300),
+        ..roomy()
+    }
+}
 
 #[tokio::test]
 async fn past_its_maximum_age_a_connection_is_replaced_and_calls_go_on() {
-    let server = spawn_dummy(SHORT_LIVED).await;
+    let server = spawn_dummy(short_lived()).await;
     let before = server.call("peer").await.expect("OK");
 
     // Past the maximum age the server has sent GOAWAY on that connection.
@@ -401,7 +432,7 @@ async fn past_its_maximum_age_a_connection_is_replaced_and_calls_go_on() {
 
 #[tokio::test]
 async fn a_call_still_running_after_age_and_grace_is_cut_off() {
-    let mut server = spawn_dummy(SHORT_LIVED).await;
+    let mut server = spawn_dummy(short_lived()).await;
 
     let status = server
         .call("block")

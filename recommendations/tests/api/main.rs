@@ -1,9 +1,11 @@
 //! Integration tests: the real server on port 0, called over the network.
 
+mod attacks;
 mod contracts;
 mod health_and_reflection;
 mod helpers;
 mod layers;
+mod raw_h2;
 mod shutdown;
 mod tls;
 mod wire;

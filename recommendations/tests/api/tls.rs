@@ -180,3 +180,38 @@ async fn the_healthcheck_refuses_a_server_with_another_certificate() {
 
     assert!(result.is_err(), "{result:?}");
 }
+
+/// Attack 6: connections that start a TLS handshake and never finish it are
+/// closed at the handshake timeout, while TLS clients are served.
+#[tokio::test]
+async fn stalled_tls_handshakes_are_closed_at_the_handshake_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pki = Pki::new();
+    let mut settings = server_settings(&pki, false);
+    settings.limits.handshake_timeout = Duration::from_millis(300);
+    let app = spawn_app_with(settings).await;
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connects");
+        // The start of a TLS record (handshake, TLS 1.0 record version),
+        // and nothing more.
+        stream.write_all(&[0x16, 0x03, 0x01]).await.expect("sent");
+        stalled.push(stream);
+    }
+
+    let mut closed = 0;
+    let mut byte = [0u8; 1];
+    for stream in &mut stalled {
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    let served = call(&app, &pki.ca_pem(), None).await;
+
+    assert_eq!(closed, 50);
+    assert_eq!(served, Ok(3));
+}

@@ -1,0 +1,153 @@
+//! Hostile HTTP clients against the real web and admin listeners over real
+//! sockets: slowloris, idle keep-alive connections, more connections than
+//! the cap, more requests than may be in flight.
+
+use std::{net::SocketAddr, time::Duration};
+
+use marketplace::{Application, Settings};
+use operations::limits::{AdminLimits, HttpLimits};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+use crate::helpers::Upstream;
+
+/// The marketplace serving on both listeners, with `limits` on the web one.
+async fn serve(upstream: SocketAddr, limits: HttpLimits) -> (SocketAddr, SocketAddr) {
+    let app = Application::build(Settings {
+        limits,
+        admin_limits: AdminLimits {
+            admin_max_connections: 8,
+        },
+        ..Settings::for_tests(upstream)
+    })
+    .await
+    .expect("marketplace builds");
+    let web = app.local_addr();
+    let admin = app.admin_addr().expect("bound");
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    (web, admin)
+}
+
+/// Reads until the server closes the connection (true) or `patience`
+/// passes (false).
+async fn closed_by_server(stream: &mut TcpStream, patience: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(patience, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn homepage_status(addr: SocketAddr) -> Option<u16> {
+    let response = reqwest::get(format!("http://{addr}/")).await.ok()?;
+    Some(response.status().as_u16())
+}
+
+/// Attack 5: connections that trickle a request's headers a byte at a time
+/// are closed at the header read timeout, on the web and admin listeners
+/// alike (the admin's is fixed at 5 s), and pages are served meanwhile.
+#[tokio::test]
+async fn slowloris_connections_are_closed_at_the_header_read_timeout() {
+    let upstream = Upstream::start(None).await;
+    let (web, admin) = serve(
+        upstream.addr,
+        HttpLimits {
+            http_header_read_timeout: Duration::from_millis(500),
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let mut trickling = Vec::new();
+    for addr in [web, admin] {
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect(addr).await.expect("connects");
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHo")
+                .await
+                .expect("sent");
+            trickling.push(stream);
+        }
+    }
+    // Keep trickling, a byte every 100 ms, for longer than the timeout.
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for stream in &mut trickling {
+            let _ = stream.write_all(b"s").await;
+        }
+    }
+
+    let page = homepage_status(web).await;
+    let mut closed = 0;
+    for stream in &mut trickling {
+        if closed_by_server(stream, Duration::from_secs(20)).await {
+            closed += 1;
+        }
+    }
+
+    assert_eq!(page, Some(200));
+    assert_eq!(closed, 8, "every trickling connection is closed");
+}
+
+/// Attack 7: an idle keep-alive connection is closed at the idle timeout.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let upstream = Upstream::start(None).await;
+    let (web, _) = serve(
+        upstream.addr,
+        HttpLimits {
+            http_idle_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let mut stream = TcpStream::connect(web).await.expect("connects");
+    stream
+        .write_all(b"GET /static/favicon.svg HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("sent");
+
+    let closed = closed_by_server(&mut stream, Duration::from_secs(10)).await;
+
+    assert!(closed);
+}
+
+/// Attack 7: connections over the cap are closed at once; pages are served
+/// again as soon as connections leave.
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_at_once() {
+    let upstream = Upstream::start(None).await;
+    let (web, _) = serve(
+        upstream.addr,
+        HttpLimits {
+            http_max_connections: 4,
+            ..HttpLimits::default()
+        },
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(web).await.expect("connects");
+        // A request served, so that the connection is surely accepted.
+        stream
+            .write_all(b"GET /static/favicon.svg HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("sent");
+        let mut buf = [0u8; 512];
+        let read = stream.read(&mut buf).await.expect("an answer");
+        assert!(read > 0);
+        held.push(stream);
+    }
+
+    let mut over = TcpStream::connect(web).await.expect("the kernel accepts");
+    let refused = closed_by_server(&mut over, Duration::from_secs(5)).await;
+    drop(held);
+    let page = homepage_status(web).await;
+
+    assert!(refused, "the fifth connection is closed at once");
+    assert_eq!(page, Some(200));
+}

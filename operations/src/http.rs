@@ -1,0 +1,479 @@
+//! Serving an axum router within bounds: the web listener and the admin
+//! listeners all go through [`serve`], which gives hyper a timer (axum's own
+//! `serve` does not, so hyper enforces no timeout at all) and applies
+//! [`HttpLimits`]:
+//!
+//! - a cap on open connections (see [`Listener`]);
+//! - a header read timeout, so that slowloris connections are closed;
+//! - an idle timeout for keep-alive connections with no request in flight;
+//! - a cap on requests in flight, beyond which the answer is an immediate
+//!   503 with Retry-After;
+//! - a timeout per request (503).
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::{Pin, pin},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderValue, Request, Response, StatusCode, header},
+};
+use http_body::Frame;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+    service::TowerToHyperService,
+};
+use pin_project_lite::pin_project;
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    time::Instant,
+};
+use tower::{Layer, Service};
+
+use crate::{limits::HttpLimits, listener::Listener};
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// How often an HTTP/2 connection is pinged, and how long the answer may take.
+const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
+
+/// Serves `router` on `listener` within `limits` until `stop` resolves, then
+/// stops accepting, lets the requests in flight finish (idle keep-alive
+/// connections are closed at once) and returns when every connection has
+/// closed. The caller bounds that wait (see [`crate::shutdown`]).
+pub async fn serve(
+    listener: Listener,
+    router: Router,
+    limits: &HttpLimits,
+    stop: impl Future<Output = ()>,
+) {
+    let service = router
+        // Router::layer order: the last call is the outermost.
+        // A request over its time gets 503 rather than holding its slot.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.http_request_timeout,
+        ))
+        // Outermost: over the cap, refuse before doing any work.
+        .layer(ShedLayer::new(limits.http_max_requests_in_flight as usize));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.http_header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .keep_alive_interval(KEEPALIVE.0)
+        .keep_alive_timeout(KEEPALIVE.1);
+    let builder = Arc::new(builder);
+    let idle_timeout = limits.http_idle_timeout;
+
+    // Every connection task holds a receiver: the sender learns that all
+    // connections have closed when they are all dropped.
+    let (stopping, stopping_rx) = watch::channel(false);
+    let mut stop = pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        let connection = Connection {
+            builder: builder.clone(),
+            service: service.clone(),
+            idle_timeout,
+            stopping: stopping_rx.clone(),
+        };
+        tokio::spawn(connection.serve(accepted));
+    }
+    drop(listener);
+    drop(stopping_rx);
+    let _ = stopping.send(true);
+    stopping.closed().await;
+}
+
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    service: Router,
+    idle_timeout: Duration,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(mut self, accepted: crate::listener::Accepted) {
+        let activity = Arc::new(Activity::new());
+        let service = Tracked {
+            inner: self.service,
+            activity: activity.clone(),
+        };
+        let io = TokioIo::new(accepted.stream);
+        let mut connection = pin!(
+            self.builder
+                .serve_connection(io, TowerToHyperService::new(service))
+        );
+        let idle = tokio::time::sleep(self.idle_timeout);
+        let mut idle = pin!(idle);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(cause = %err, peer = %accepted.peer, "HTTP connection ended with an error");
+                    }
+                    break;
+                }
+                changed = self.stopping.changed(), if !closing => {
+                    let _ = changed;
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = idle.as_mut(), if !closing => {
+                    match activity.idle_deadline(self.idle_timeout) {
+                        Some(deadline) => idle.as_mut().reset(deadline),
+                        None => {
+                            closing = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+            }
+        }
+        drop(accepted.slot);
+    }
+}
+
+/// What a connection is doing: requests in flight, and when the last one
+/// ended.
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `started` to the end of the last request.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn request_ended(&self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_end_ms.store(ms, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Release);
+    }
+
+    /// When to look again, or `None` when the connection has been idle for
+    /// `timeout` and should close.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(now + timeout);
+        }
+        let last_end =
+            self.started + Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed));
+        let deadline = last_end + timeout;
+        (deadline > now).then_some(deadline)
+    }
+}
+
+/// The router of one connection, counting its requests in flight until
+/// their response bodies end.
+#[derive(Clone)]
+struct Tracked {
+    inner: Router,
+    activity: Arc<Activity>,
+}
+
+impl Service<Request<hyper::body::Incoming>> for Tracked {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = RequestGuard(self.activity.clone());
+        let call = self.inner.call(request.map(Body::new));
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(response.map(|inner| TrackedBody {
+                inner,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// Ends a request for [`Activity`] when dropped, however the request ended.
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted until it is dropped.
+    struct TrackedBody {
+        #[pin]
+        inner: Body,
+        _guard: RequestGuard,
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Refuses requests over a cap on those in flight with an immediate 503
+/// and `Retry-After: 1`, rather than queueing them.
+#[derive(Clone, Debug)]
+pub struct ShedLayer {
+    slots: Arc<Semaphore>,
+}
+
+impl ShedLayer {
+    /// At most `max_in_flight` requests at once.
+    pub fn new(max_in_flight: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+}
+
+impl<S> Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            slots: self.slots.clone(),
+        }
+    }
+}
+
+/// See [`ShedLayer`].
+#[derive(Clone, Debug)]
+pub struct Shed<S> {
+    inner: S,
+    slots: Arc<Semaphore>,
+}
+
+impl<S, B> Service<Request<B>> for Shed<S>
+where
+    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ShedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => ShedFuture::Admitted {
+                inner: self.inner.call(request),
+                slot: Some(slot),
+            },
+            Err(_) => ShedFuture::Refused,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Shed`].
+    #[project = ShedProj]
+    pub enum ShedFuture<F> {
+        /// Under the cap: the inner call, holding its slot.
+        Admitted { #[pin] inner: F, slot: Option<OwnedSemaphorePermit> },
+        /// Over the cap.
+        Refused,
+    }
+}
+
+impl<F> Future for ShedFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ShedProj::Admitted { inner, slot } => {
+                let response = std::task::ready!(inner.poll(cx));
+                drop(slot.take());
+                Poll::Ready(response)
+            }
+            ShedProj::Refused => Poll::Ready(Ok(overloaded())),
+        }
+    }
+}
+
+fn overloaded() -> Response<Body> {
+    let mut response = Response::new(Body::from(
+        "The server is busy: too many requests at once. Please retry in a second.\n",
+    ));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::{TcpListener, TcpStream},
+        sync::oneshot,
+    };
+
+    use super::*;
+
+    struct Server {
+        addr: std::net::SocketAddr,
+        stop: Option<oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn spawn(router: Router, limits: HttpLimits) -> Server {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = tcp.local_addr().expect("bound");
+        let listener = Listener::new(tcp, limits.http_max_connections as usize, "test");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve(listener, router, &limits, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn get_once(stream: &mut TcpStream, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut buf = vec![0u8; 4096];
+        let read = stream.read(&mut buf).await.expect("an answer");
+        String::from_utf8_lossy(&buf[..read]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_cap_get_503_with_retry_after_at_once() {
+        let (entered_tx, mut entered) = tokio::sync::mpsc::channel::<()>(1);
+        let release = Arc::new(tokio::sync::Notify::new());
+        let router = {
+            let release = release.clone();
+            Router::new().route(
+                "/slow",
+                get(move || {
+                    let entered = entered_tx.clone();
+                    let release = release.clone();
+                    async move {
+                        let _ = entered.send(()).await;
+                        release.notified().await;
+                        "done"
+                    }
+                }),
+            )
+        };
+        let limits = HttpLimits {
+            http_max_requests_in_flight: 1,
+            ..HttpLimits::default()
+        };
+        let server = spawn(router, limits).await;
+        let mut first = TcpStream::connect(server.addr).await.expect("connects");
+        first
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("sent");
+        entered
+            .recv()
+            .await
+            .expect("the first request is in flight");
+
+        let mut second = TcpStream::connect(server.addr).await.expect("connects");
+        let refused = get_once(&mut second, "/slow").await;
+
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        assert!(
+            refused.to_ascii_lowercase().contains("retry-after: 1"),
+            "{refused}"
+        );
+        release.notify_one();
+        let mut buf = vec![0u8; 1024];
+        let read = first.read(&mut buf).await.expect("the first answer");
+        assert!(String::from_utf8_lossy(&buf[..read]).starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed_and_a_stop_waits_for_none() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let limits = HttpLimits {
+            http_idle_timeout: Duration::from_millis(300),
+            http_header_read_timeout: Duration::from_secs(30),
+            ..HttpLimits::default()
+        };
+        let mut server = spawn(router, limits).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+
+        let answer = get_once(&mut stream, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("closed by the server, not by this test's timeout");
+
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        let _ = server.stop.take().map(|stop| stop.send(()));
+        server.task.await.expect("the server stops");
+    }
+}

@@ -1,0 +1,297 @@
+//! Admission: the global bound on calls in flight. A call takes a slot when
+//! it arrives and gives it back when its whole response has been sent (its
+//! body dropped), not when the handler returns: a client that stops reading
+//! its responses keeps its calls counted. Over the bound the call is refused
+//! at once with RESOURCE_EXHAUSTED, never queued.
+//!
+//! Health checks draw on a pool of their own, so that probes answer while
+//! the data-plane calls are saturated or under attack.
+
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll, ready},
+    time::{Duration, Instant},
+};
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+use tower::{Layer, Service};
+
+/// The path prefix of gRPC health's methods.
+const HEALTH: &str = "/grpc.health.v1.Health/";
+
+/// Wraps a service in [`Admission`].
+#[derive(Clone, Debug)]
+pub struct AdmissionLayer {
+    pools: Arc<Pools>,
+}
+
+#[derive(Debug)]
+struct Pools {
+    calls: Arc<Semaphore>,
+    health: Arc<Semaphore>,
+    refusals: RefusalLog,
+}
+
+impl AdmissionLayer {
+    /// At most `calls` data-plane calls and `health` health checks in flight.
+    pub fn new(calls: usize, health: usize) -> Self {
+        Self {
+            pools: Arc::new(Pools {
+                calls: Arc::new(Semaphore::new(calls)),
+                health: Arc::new(Semaphore::new(health)),
+                refusals: RefusalLog::new(),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Admission {
+            inner,
+            pools: self.pools.clone(),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct Admission<S> {
+    inner: S,
+    pools: Arc<Pools>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Admission<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<AdmittedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = AdmissionFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let pool = if request.uri().path().starts_with(HEALTH) {
+            &self.pools.health
+        } else {
+            &self.pools.calls
+        };
+        match pool.clone().try_acquire_owned() {
+            Ok(slot) => AdmissionFuture {
+                inner: Some(self.inner.call(request)),
+                slot: Some(slot),
+            },
+            Err(_) => {
+                self.pools.refusals.refused();
+                AdmissionFuture {
+                    inner: None,
+                    slot: None,
+                }
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Admission`].
+    pub struct AdmissionFuture<F> {
+        // `None` for a refused call.
+        #[pin]
+        inner: Option<F>,
+        slot: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl<F, ResBody, E> std::future::Future for AdmissionFuture<F>
+where
+    F: std::future::Future<Output = Result<Response<ResBody>, E>>,
+    ResBody: Default,
+{
+    type Output = Result<Response<AdmittedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let refused = Status::resource_exhausted(
+                "the server has too many calls in flight; retry with backoff",
+            )
+            .into_http::<ResBody>();
+            return Poll::Ready(Ok(refused.map(|inner| AdmittedBody { inner, slot: None })));
+        };
+        let response = ready!(inner.poll(cx))?;
+        let slot = this.slot.take();
+        Poll::Ready(Ok(response.map(|inner| AdmittedBody { inner, slot })))
+    }
+}
+
+pin_project! {
+    /// A response body that holds its call's slot until it is dropped.
+    pub struct AdmittedBody<B> {
+        #[pin]
+        inner: B,
+        slot: Option<OwnedSemaphorePermit>,
+    }
+}
+
+/// An answer that holds no slot (a status made above this layer).
+impl<B: Default> Default for AdmittedBody<B> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            slot: None,
+        }
+    }
+}
+
+impl<B: Body> Body for AdmittedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Says in the log that calls are being refused, at most once a second and
+/// with how many, rather than once per call: under overload, a line per
+/// refusal would cost more than the refusals themselves. (Each refusal is
+/// still counted in the RPC metrics, code RESOURCE_EXHAUSTED.)
+#[derive(Debug)]
+struct RefusalLog {
+    started: Instant,
+    /// Refusals since the last line.
+    pending: AtomicU64,
+    /// When the last line was written, in ms from `started`.
+    last_ms: AtomicU64,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            pending: AtomicU64::new(0),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn refused(&self) {
+        let pending = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
+        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last_ms = self.last_ms.load(Ordering::Relaxed);
+        let due = pending == 1 && last_ms == 0
+            || now_ms.saturating_sub(last_ms) >= Self::EVERY.as_millis() as u64;
+        if due
+            && self
+                .last_ms
+                .compare_exchange(last_ms, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let refused = self.pending.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                refused,
+                "calls refused: too many in flight (see --concurrency-limit)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tonic::body::Body as TonicBody;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    fn echo()
+    -> impl Service<
+        Request<()>,
+        Response = Response<TonicBody>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        tower::service_fn(|_: Request<()>| async { Ok(Response::new(TonicBody::empty())) })
+    }
+
+    fn call(path: &str) -> Request<()> {
+        Request::builder()
+            .uri(path)
+            .body(())
+            .expect("a valid request")
+    }
+
+    fn code<B>(response: &Response<B>) -> Option<tonic::Code> {
+        operations::rpc::status_code(response.headers())
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_held_until_the_response_body_is_dropped() {
+        let layer = AdmissionLayer::new(1, 1);
+        let service = layer.layer(echo());
+
+        let first = service.clone().oneshot(call("/bookstore/Recommend")).await;
+        let first = first.expect("admitted");
+        let refused = service
+            .clone()
+            .oneshot(call("/bookstore/Recommend"))
+            .await
+            .expect("answered");
+
+        assert_eq!(code(&first), None, "the first call goes through");
+        assert_eq!(code(&refused), Some(tonic::Code::ResourceExhausted));
+        drop(first);
+        let again = service
+            .clone()
+            .oneshot(call("/bookstore/Recommend"))
+            .await
+            .expect("admitted");
+        assert_eq!(code(&again), None, "the slot came back with the body");
+    }
+
+    #[tokio::test]
+    async fn health_checks_have_a_pool_of_their_own() {
+        let layer = AdmissionLayer::new(1, 1);
+        let service = layer.layer(echo());
+        let _busy = service
+            .clone()
+            .oneshot(call("/bookstore/Recommend"))
+            .await
+            .expect("admitted");
+
+        let health = service
+            .clone()
+            .oneshot(call("/grpc.health.v1.Health/Check"))
+            .await
+            .expect("answered");
+
+        assert_eq!(code(&health), None);
+    }
+}
