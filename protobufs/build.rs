@@ -22,10 +22,13 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let served = protox::compile(SERVED, ["."])?;
     fs::write(out_dir.join("descriptor.bin"), served.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(served)?;
+    // Every stub uses this crate's codec (src/codec.rs), with buffers sized
+    // for these messages.
+    let configure = || tonic_prost_build::configure().codec_path("crate::codec::CompactCodec");
+    configure().compile_fds(served)?;
 
     if env::var_os("CARGO_FEATURE_TESTING").is_some() {
-        tonic_prost_build::configure().compile_fds(protox::compile(TESTING, ["."])?)?;
+        configure().compile_fds(protox::compile(TESTING, ["."])?)?;
     }
     Ok(())
 }

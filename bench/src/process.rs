@@ -114,6 +114,14 @@ impl Server {
         })
     }
 
+    /// How many file descriptors it has open (sockets included).
+    pub fn open_files(&self) -> anyhow::Result<usize> {
+        let dir = format!("/proc/{}/fd", self.pid);
+        Ok(std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {dir}"))?
+            .count())
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let signalled = Command::new("kill")

@@ -141,7 +141,7 @@ pub struct Results {
 }
 
 /// A request rate, e.g. `95,405`.
-fn rate(value: f64) -> String {
+pub fn rate(value: f64) -> String {
     let whole = value.round() as u64;
     let digits = whole.to_string();
     let mut out = String::new();
@@ -155,7 +155,7 @@ fn rate(value: f64) -> String {
 }
 
 /// A duration given in µs, in the unit that suits it.
-fn micros(value: f64) -> String {
+pub fn micros(value: f64) -> String {
     if value >= 1000.0 {
         format!("{:.2} ms", value / 1000.0)
     } else {
@@ -170,6 +170,11 @@ fn nanos(value: f64) -> String {
     } else {
         format!("{value:.0} ns")
     }
+}
+
+/// Bytes as binary megabytes (the unit of container limits).
+pub fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// Bytes as decimal megabytes.

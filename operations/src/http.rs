@@ -18,7 +18,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
     time::Duration,
 };
 
@@ -203,7 +203,7 @@ struct Tracked {
 impl Service<Request<hyper::body::Incoming>> for Tracked {
     type Response = Response<TrackedBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = TrackedFuture<<Router as Service<Request<Body>>>::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -211,15 +211,36 @@ impl Service<Request<hyper::body::Incoming>> for Tracked {
 
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        let guard = RequestGuard(self.activity.clone());
-        let call = self.inner.call(request.map(Body::new));
-        Box::pin(async move {
-            let response = call.await?;
-            Ok(response.map(|inner| TrackedBody {
-                inner,
-                _guard: guard,
-            }))
-        })
+        TrackedFuture {
+            inner: self.inner.call(request.map(Body::new)),
+            guard: Some(RequestGuard(self.activity.clone())),
+        }
+    }
+}
+
+pin_project! {
+    /// The router's response, its request still counted.
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<RequestGuard>,
+    }
+}
+
+impl<F> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<TrackedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let guard = this.guard.take();
+        Poll::Ready(Ok(response.map(|inner| TrackedBody {
+            inner,
+            _guard: guard,
+        })))
     }
 }
 
@@ -237,7 +258,7 @@ pin_project! {
     struct TrackedBody {
         #[pin]
         inner: Body,
-        _guard: RequestGuard,
+        _guard: Option<RequestGuard>,
     }
 }
 
@@ -338,7 +359,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             ShedProj::Admitted { inner, slot } => {
-                let response = std::task::ready!(inner.poll(cx));
+                let response = ready!(inner.poll(cx));
                 drop(slot.take());
                 Poll::Ready(response)
             }
@@ -452,6 +473,23 @@ mod tests {
         let mut buf = vec![0u8; 1024];
         let read = first.read(&mut buf).await.expect("the first answer");
         assert!(String::from_utf8_lossy(&buf[..read]).starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_request_timeout_gets_503() {
+        let router = Router::new().route("/stuck", get(std::future::pending::<&str>));
+        let limits = HttpLimits {
+            http_request_timeout: Duration::from_millis(200),
+            ..HttpLimits::default()
+        };
+        let server = spawn(router, limits).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+
+        let answer = tokio::time::timeout(Duration::from_secs(10), get_once(&mut stream, "/stuck"))
+            .await
+            .expect("answered by the server's timeout, not this test's");
+
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     }
 
     #[tokio::test]

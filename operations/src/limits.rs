@@ -101,7 +101,7 @@ impl GrpcLimits {
 pub struct HttpLimits {
     /// Most connections open at once on the web listener; more are closed
     /// as soon as they are accepted.
-    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_connections: u32,
 
     /// Most requests handled at once; more get 503 with Retry-After at
@@ -208,6 +208,13 @@ pub fn with_env_prefix<A: Args>(command: Command, prefix: &str) -> Command {
             None => arg,
         })
     })
+}
+
+/// Parses the process's arguments and environment with `command` (made by
+/// [`with_env_prefix`]); exits with a usage message on an invalid one.
+pub fn parse_or_exit<T: clap::FromArgMatches>(command: Command) -> T {
+    let matches = command.get_matches();
+    T::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! Test support (feature `testing`): a throwaway PKI, made with rcgen in a
-//! temp dir, so that no certificate or key is ever committed.
+//! temp dir, so that no certificate or key is ever committed, and a raw
+//! HTTP/2 client for attacks.
+
+pub mod raw_h2;
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,8 @@
 //! - [`v1`]: the versioned `bookstore.recommendations.v1` API.
 #![forbid(unsafe_code)]
 
+pub mod codec;
+
 /// The tutorial's original contract (`recommendations.proto`, no package).
 pub mod legacy {
     #![allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use operations::{
     LogFormat,
     limits::{AdminLimits, GrpcLimits, with_env_prefix},
@@ -38,8 +38,7 @@ impl Cli {
     /// Parses the process's arguments and environment; exits with a usage
     /// message on an invalid one.
     pub fn from_env() -> Self {
-        let matches = Self::command_with_env().get_matches();
-        Self::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
+        operations::limits::parse_or_exit(Self::command_with_env())
     }
 }
 

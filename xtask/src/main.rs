@@ -6,7 +6,11 @@
 //!   Ctrl-C stops both cleanly; if either exits, the other is stopped.
 //! - `cargo xtask bench [ARGS]` builds the services, the ceiling servers and
 //!   the suite with the `production` profile (as the images are built) and
-//!   runs the benchmark suite; `cargo xtask bench --help` lists ARGS.
+//!   runs the benchmark suite; `cargo xtask bench --help` lists ARGS. A
+//!   full run (no ARGS) then runs the siege and writes its results too.
+//! - `cargo xtask siege [ARGS]` builds the same way and runs the siege alone:
+//!   the attacks and overloads of docs/limits.md against the services, with
+//!   the bounds each must hold; `cargo xtask siege --help` lists ARGS.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -24,8 +28,9 @@ async fn main() -> ExitCode {
     let result = match task.as_deref() {
         Some("dev") => dev().await,
         Some("bench") => bench(args.collect()).await,
+        Some("siege") => siege(args.collect()).await,
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask dev | cargo xtask bench [ARGS]"
+            "usage: cargo xtask dev | cargo xtask bench [ARGS] | cargo xtask siege [ARGS]"
         )),
     };
     match result {
@@ -58,14 +63,29 @@ async fn build(profile: &str, packages: &[&str]) -> anyhow::Result<PathBuf> {
 }
 
 async fn bench(args: Vec<String>) -> anyhow::Result<()> {
+    let full = args.is_empty();
     let binaries = build("production", &["recommendations", "marketplace", "bench"]).await?;
-    let status = Command::new(binaries.join("bench"))
+    run(&binaries.join("bench"), &args, "the benchmark suite").await?;
+    if full {
+        run(&binaries.join("siege"), &["--docs".to_owned()], "the siege").await?;
+    }
+    Ok(())
+}
+
+async fn siege(args: Vec<String>) -> anyhow::Result<()> {
+    let binaries = build("production", &["recommendations", "marketplace", "bench"]).await?;
+    run(&binaries.join("siege"), &args, "the siege").await
+}
+
+/// Runs `binary` with `args` to the end; fails if it fails.
+async fn run(binary: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
+    let status = Command::new(binary)
         .args(args)
         .status()
         .await
-        .context("running the benchmark suite")?;
+        .with_context(|| format!("running {what}"))?;
     if !status.success() {
-        bail!("the benchmark suite failed ({status})");
+        bail!("{what} failed ({status})");
     }
     Ok(())
 }

@@ -43,6 +43,22 @@ async fn closed_by_server(stream: &mut TcpStream, patience: Duration) -> bool {
     }
 }
 
+/// `count` connections to `addr`, each kept open after a request for `path`
+/// was answered, so that each surely holds a slot.
+async fn served_connections(addr: SocketAddr, path: &str, count: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("sent");
+        let mut buf = [0u8; 512];
+        let read = stream.read(&mut buf).await.expect("an answer");
+        assert!(read > 0);
+        held.push(stream);
+    }
+    held
+}
+
 async fn homepage_status(addr: SocketAddr) -> Option<u16> {
     let response = reqwest::get(format!("http://{addr}/")).await.ok()?;
     Some(response.status().as_u16())
@@ -129,19 +145,7 @@ async fn connections_over_the_cap_are_closed_at_once() {
         },
     )
     .await;
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        let mut stream = TcpStream::connect(web).await.expect("connects");
-        // A request served, so that the connection is surely accepted.
-        stream
-            .write_all(b"GET /static/favicon.svg HTTP/1.1\r\nHost: test\r\n\r\n")
-            .await
-            .expect("sent");
-        let mut buf = [0u8; 512];
-        let read = stream.read(&mut buf).await.expect("an answer");
-        assert!(read > 0);
-        held.push(stream);
-    }
+    let held = served_connections(web, "/static/favicon.svg", 4).await;
 
     let mut over = TcpStream::connect(web).await.expect("the kernel accepts");
     let refused = closed_by_server(&mut over, Duration::from_secs(5)).await;
@@ -150,4 +154,32 @@ async fn connections_over_the_cap_are_closed_at_once() {
 
     assert!(refused, "the fifth connection is closed at once");
     assert_eq!(page, Some(200));
+}
+
+/// The admin listener has its own, smaller cap (8 here): connections over it
+/// are closed at once, and /healthz answers again when they leave.
+#[tokio::test]
+async fn admin_connections_over_the_cap_are_closed_at_once() {
+    let upstream = Upstream::start(None).await;
+    let (_, admin) = serve(upstream.addr, HttpLimits::default()).await;
+    let held = served_connections(admin, "/healthz", 8).await;
+
+    let mut over = TcpStream::connect(admin).await.expect("the kernel accepts");
+    let refused = closed_by_server(&mut over, Duration::from_secs(5)).await;
+    drop(held);
+    // The server frees a slot when it sees the close: ask until it has.
+    let mut healthz = None;
+    for _ in 0..50 {
+        healthz = reqwest::get(format!("http://{admin}/healthz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .ok();
+        if healthz == Some(200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert!(refused, "the ninth connection is closed at once");
+    assert_eq!(healthz, Some(200));
 }

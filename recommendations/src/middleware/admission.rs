@@ -202,11 +202,11 @@ impl RefusalLog {
     }
 
     fn refused(&self) {
-        let pending = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
+        self.pending.fetch_add(1, Ordering::Relaxed);
         let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let last_ms = self.last_ms.load(Ordering::Relaxed);
-        let due = pending == 1 && last_ms == 0
-            || now_ms.saturating_sub(last_ms) >= Self::EVERY.as_millis() as u64;
+        // The first refusal is logged at once, later ones a second apart.
+        let due = last_ms == 0 || now_ms.saturating_sub(last_ms) >= Self::EVERY.as_millis() as u64;
         if due
             && self
                 .last_ms

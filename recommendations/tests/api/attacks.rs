@@ -11,10 +11,9 @@ use tokio::{io::AsyncReadExt as _, net::TcpStream};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use crate::{
-    helpers::{TestApp, spawn_app, spawn_app_with},
-    raw_h2::{ENHANCE_YOUR_CALM, REFUSED_STREAM, RawH2},
-};
+use operations::testing::raw_h2::{ENHANCE_YOUR_CALM, REFUSED_STREAM, RawH2};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const RECOMMEND: &str = "/bookstore.recommendations.v1.RecommendationsService/Recommend";
 const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
@@ -73,7 +72,7 @@ async fn one_connection_holding_calls_open_does_not_deny_service_to_others() {
     })
     .await;
     let allowed = Settings::for_tests().limits.max_concurrent_streams as usize;
-    let mut attacker = RawH2::connect(app.addr, &[]).await;
+    let mut attacker = RawH2::connect(app.addr, &[]).await.expect("connects");
     for _ in 0..1040 {
         attacker.open_call(RECOMMEND);
     }
@@ -107,7 +106,9 @@ async fn one_connection_holding_calls_open_does_not_deny_service_to_others() {
 async fn a_connection_that_reads_nothing_gets_no_more_than_its_share_of_streams() {
     let app = spawn_app().await;
     let allowed = Settings::for_tests().limits.max_concurrent_streams as usize;
-    let mut attacker = RawH2::connect_with_zero_window(app.addr).await;
+    let mut attacker = RawH2::connect_with_zero_window(app.addr)
+        .await
+        .expect("connects");
     for _ in 0..20_000 {
         let stream = attacker.open_call(RECOMMEND);
         attacker.send_message(stream, MESSAGE.len() as u32, &MESSAGE, true);
@@ -245,7 +246,7 @@ async fn a_call_whose_message_never_comes_ends_at_the_request_timeout() {
 #[tokio::test]
 async fn a_reset_flood_is_cut_off_and_others_are_served() {
     let app = spawn_app().await;
-    let mut attacker = RawH2::connect(app.addr, &[]).await;
+    let mut attacker = RawH2::connect(app.addr, &[]).await.expect("connects");
     for _ in 0..1000 {
         let stream = attacker.open_call(RECOMMEND);
         attacker.reset(stream);
@@ -326,4 +327,39 @@ async fn silent_connections_are_closed_at_the_handshake_timeout() {
 
     assert_eq!(closed, 50, "silent connections are closed");
     assert_eq!(ok, 10);
+}
+
+/// A call whose metadata is over the 16 KiB header list limit is refused
+/// (HTTP 431, then the stream is reset) without harm to its connection.
+#[tokio::test]
+async fn metadata_over_the_header_list_limit_is_refused() {
+    let app = spawn_app().await;
+    let value = "v".repeat(100);
+    let names: Vec<String> = (0..130).map(|i| format!("x-pad-{i:04}")).collect();
+    // 130 headers: ~15 KiB encoded, within one HEADERS frame (16 KiB), and
+    // ~18.7 KiB decoded (name + value + 32 each), over the 16 KiB limit.
+    let metadata: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), value.as_str())).collect();
+    let mut client = RawH2::connect(app.addr, &[]).await.expect("connects");
+
+    let oversized = client.open_call_with_metadata(RECOMMEND, &metadata);
+    client.flush().await.expect("sent");
+    let refused = client
+        .read_until(Duration::from_secs(10), |seen| !seen.resets.is_empty())
+        .await;
+    let next = client.open_call(RECOMMEND);
+    client.send_message(next, MESSAGE.len() as u32, &MESSAGE, true);
+    client.flush().await.expect("sent");
+    // Response headers and trailers of the next call.
+    let served = client
+        .read_until(Duration::from_secs(10), |seen| seen.headers >= 2)
+        .await;
+
+    let reset_streams: Vec<u32> = refused.resets.iter().map(|(stream, _)| *stream).collect();
+    assert_eq!(reset_streams, [oversized], "{refused:?}");
+    assert_eq!(refused.headers, 1, "a 431 response: {refused:?}");
+    assert_eq!(served.headers, 2, "{served:?}");
+    assert!(
+        served.resets.is_empty() && served.goaway.is_none(),
+        "{served:?}"
+    );
 }

@@ -5,7 +5,6 @@ mod contracts;
 mod health_and_reflection;
 mod helpers;
 mod layers;
-mod raw_h2;
 mod shutdown;
 mod tls;
 mod wire;

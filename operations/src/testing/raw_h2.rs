@@ -1,7 +1,8 @@
 //! An HTTP/2 client that writes frames by hand, for the attacks a
 //! well-behaved client library refuses to make: more streams than the
 //! server allows, a zero flow-control window, HEADERS + RST_STREAM floods.
-//! It reads back only what the attacks are judged by (resets and GOAWAY).
+//! It reads back only what the attacks are judged by (resets, responses and
+//! GOAWAY). Used by the services' attack tests and by the siege harness.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -55,10 +56,10 @@ pub struct RawH2 {
 }
 
 impl RawH2 {
-    /// Connects and sends the preface with `settings` (id, value).
-    pub async fn connect(addr: SocketAddr, settings: &[(u16, u32)]) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("the server accepts");
-        stream.set_nodelay(true).expect("nodelay");
+    /// Connects and queues the preface with `settings` (id, value).
+    pub async fn connect(addr: SocketAddr, settings: &[(u16, u32)]) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
         let mut this = Self {
             stream,
             authority: addr.to_string(),
@@ -71,16 +72,17 @@ impl RawH2 {
             payload.extend_from_slice(&value.to_be_bytes());
         }
         this.frame(SETTINGS, 0, 0, &payload);
-        this
+        Ok(this)
     }
 
     /// A connection that never lets the server send response data.
-    pub async fn connect_with_zero_window(addr: SocketAddr) -> Self {
+    pub async fn connect_with_zero_window(addr: SocketAddr) -> std::io::Result<Self> {
         Self::connect(addr, &[(INITIAL_WINDOW_SIZE, 0)]).await
     }
 
     fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = u32::try_from(payload.len()).expect("a small frame");
+        // Every frame built here is far below HTTP/2's 16 MiB frame limit.
+        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         self.out.extend_from_slice(&len.to_be_bytes()[1..]);
         self.out.push(kind);
         self.out.push(flags);
@@ -91,23 +93,32 @@ impl RawH2 {
     /// Queues the HEADERS of a gRPC call to `path` on a new stream (no
     /// body yet) and returns the stream id.
     pub fn open_call(&mut self, path: &str) -> u32 {
+        self.open_call_with_metadata(path, &[])
+    }
+
+    /// [`RawH2::open_call`] with `metadata` (name, value) after the
+    /// standard headers. Names and values longer than 126 bytes are cut.
+    pub fn open_call_with_metadata(&mut self, path: &str, metadata: &[(&str, &str)]) -> u32 {
         let id = self.next_stream;
         self.next_stream += 2;
         let mut block = Vec::new();
-        for (name, value) in [
+        let standard = [
             (":method", "POST"),
             (":scheme", "http"),
             (":path", path),
             (":authority", self.authority.as_str()),
             ("content-type", "application/grpc"),
             ("te", "trailers"),
-        ] {
+        ];
+        for &(name, value) in standard.iter().chain(metadata) {
             // Literal header field without indexing, literal name, no Huffman.
             block.push(0x00);
-            block.push(u8::try_from(name.len()).expect("short"));
-            block.extend_from_slice(name.as_bytes());
-            block.push(u8::try_from(value.len()).expect("short"));
-            block.extend_from_slice(value.as_bytes());
+            for text in [name, value] {
+                // A one-byte length prefix holds up to 126.
+                let len = text.len().min(126);
+                block.push(u8::try_from(len).unwrap_or(126));
+                block.extend_from_slice(&text.as_bytes()[..len]);
+            }
         }
         self.frame(HEADERS, END_HEADERS, id, &block);
         id
