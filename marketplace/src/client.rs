@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use operations::{
     metrics::{RpcMetrics, code_name},
-    rpc::{Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer},
+    rpc::{CallDeadline, Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer},
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -155,9 +155,9 @@ impl Recommendations {
             max_results: count,
         };
         let response = self
-            .call(|mut client, remaining| {
+            .call(|mut client, deadline| {
                 let mut request = Request::new(request);
-                request.set_timeout(remaining);
+                request.extensions_mut().insert(CallDeadline(deadline));
                 async move { client.recommend(request).await }
             })
             .await?;
@@ -170,9 +170,9 @@ impl Recommendations {
         let request = ListBooksRequest {
             category: category.to_v1() as i32,
         };
-        self.call(|mut client, remaining| {
+        self.call(|mut client, deadline| {
             let mut request = Request::new(request);
-            request.set_timeout(remaining);
+            request.extensions_mut().insert(CallDeadline(deadline));
             async move {
                 let mut stream = client.list_books(request).await?.into_inner();
                 let mut books = Vec::new();
@@ -196,7 +196,7 @@ impl Recommendations {
     /// more on another, all within one deadline.
     async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, Status>
     where
-        F: Fn(Client, Duration) -> Fut,
+        F: Fn(Client, Instant) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + self.timeout;
@@ -221,6 +221,9 @@ impl Recommendations {
                 other => other,
             }
         };
+        // Each attempt ends itself at this same instant (CallDeadline), and is
+        // polled first, so it is observed as DEADLINE_EXCEEDED; this timer
+        // bounds what follows the response headers (a ListBooks stream).
         tokio::time::timeout_at(deadline, attempts)
             .await
             .unwrap_or_else(|_| {
@@ -238,11 +241,10 @@ impl Recommendations {
         deadline: Instant,
     ) -> Result<T, Status>
     where
-        F: Fn(Client, Duration) -> Fut,
+        F: Fn(Client, Instant) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let result = attempt(member.client.clone(), remaining).await;
+        let result = attempt(member.client.clone(), deadline).await;
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
         self.endpoint_calls
             .get_or_create(&EndpointLabels {

@@ -9,7 +9,7 @@ use std::{
 
 use http::{HeaderName, HeaderValue, Request};
 use pin_project_lite::pin_project;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -20,8 +20,14 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Gives every call a deadline: sends it as `grpc-timeout` (so the server
 /// stops working on a call nobody waits for any more) unless the caller set
-/// a shorter one, and fails the call with DEADLINE_EXCEEDED when the
-/// response has not arrived in time.
+/// its own, and fails the call with DEADLINE_EXCEEDED when the response has
+/// not arrived in time.
+///
+/// The deadline is `timeout` from the call, or the caller's [`CallDeadline`]
+/// when the request carries one: a caller that bounds several attempts by
+/// one deadline hands it down, so that this timer, not the caller's, ends
+/// an attempt that runs out of time, and the attempt is observed as
+/// DEADLINE_EXCEEDED rather than dropped (CANCELLED).
 #[derive(Clone, Copy, Debug)]
 pub struct DeadlineLayer {
     timeout: Duration,
@@ -45,6 +51,11 @@ impl<S> Layer<S> for DeadlineLayer {
         }
     }
 }
+
+/// An absolute deadline for one call, set in the request's extensions
+/// (`tonic::Request::extensions_mut`) by a caller that has its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallDeadline(pub Instant);
 
 /// See [`DeadlineLayer`].
 #[derive(Clone, Debug)]
@@ -75,15 +86,19 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // A caller's own, shorter deadline (Request::set_timeout) wins on
-        // the wire; ours still bounds the wait here.
-        request
-            .headers_mut()
-            .entry(GRPC_TIMEOUT)
-            .or_insert_with(|| self.header.clone());
+        let (sleep, header) = match request.extensions().get::<CallDeadline>() {
+            Some(&CallDeadline(at)) => (
+                tokio::time::sleep_until(at),
+                grpc_timeout(at.saturating_duration_since(Instant::now())),
+            ),
+            None => (tokio::time::sleep(self.timeout), self.header.clone()),
+        };
+        // A caller's own header (Request::set_timeout) wins on the wire; the
+        // timer above still bounds the wait here.
+        request.headers_mut().entry(GRPC_TIMEOUT).or_insert(header);
         DeadlineFuture {
             inner: self.inner.call(request),
-            sleep: tokio::time::sleep(self.timeout),
+            sleep,
             timeout: self.timeout,
         }
     }
@@ -139,6 +154,41 @@ mod tests {
 
         let status = error.downcast_ref::<Status>().expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_deadline_replaces_the_timeout_on_the_wire_and_here() {
+        let service = tower::service_fn(|request: Request<()>| {
+            let sent = request.headers().get("grpc-timeout").cloned();
+            async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, BoxError>(sent)
+            }
+        });
+        let mut service = DeadlineLayer::new(Duration::from_secs(1)).layer(service);
+        let mut request = Request::new(());
+        let deadline = Instant::now() + Duration::from_millis(150);
+        request.extensions_mut().insert(CallDeadline(deadline));
+        let outer = tokio::time::sleep_until(deadline);
+        tokio::pin!(outer);
+
+        // The caller waits on the same instant, as Recommendations::call does:
+        // the attempt, polled first, must end itself with DEADLINE_EXCEEDED.
+        let call = service.call(request);
+        let error = tokio::select! {
+            biased;
+            result = call => result.expect_err("times out"),
+            () = &mut outer => panic!("the caller's timer fired before the attempt's"),
+        };
+
+        let status = error.downcast_ref::<Status>().expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert(CallDeadline(Instant::now() + Duration::from_millis(400)));
+        let sent = service.call(request).await.expect("answers in time");
+        assert_eq!(sent, Some(HeaderValue::from_static("400m")));
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use pin_project_lite::pin_project;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-pub use deadline::{Deadline, DeadlineLayer};
+pub use deadline::{CallDeadline, Deadline, DeadlineLayer};
 pub use logging::LogRpc;
 pub use metrics::MeterRpc;
 
