@@ -36,9 +36,9 @@ use hyper_util::{
 use pin_project_lite::pin_project;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, watch},
-    time::Instant,
+    time::{Instant, Sleep},
 };
-use tower::{Layer, Service};
+use tower::Service;
 
 use crate::{limits::HttpLimits, listener::Listener};
 
@@ -57,15 +57,6 @@ pub async fn serve(
     limits: &HttpLimits,
     stop: impl Future<Output = ()>,
 ) {
-    let service = router
-        // Router::layer order: the last call is the outermost.
-        // A request over its time gets 503 rather than holding its slot.
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            limits.http_request_timeout,
-        ))
-        // Outermost: over the cap, refuse before doing any work.
-        .layer(ShedLayer::new(limits.http_max_requests_in_flight as usize));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -78,8 +69,13 @@ pub async fn serve(
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(KEEPALIVE.0)
         .keep_alive_timeout(KEEPALIVE.1);
-    let builder = Arc::new(builder);
-    let idle_timeout = limits.http_idle_timeout;
+    let shared = Arc::new(Shared {
+        builder,
+        router,
+        slots: Arc::new(Semaphore::new(limits.http_max_requests_in_flight as usize)),
+        request_timeout: limits.http_request_timeout,
+        idle_timeout: limits.http_idle_timeout,
+    });
 
     // Every connection task holds a receiver: the sender learns that all
     // connections have closed when they are all dropped.
@@ -90,13 +86,11 @@ pub async fn serve(
             () = &mut stop => break,
             accepted = listener.accept() => accepted,
         };
-        let connection = Connection {
-            builder: builder.clone(),
-            service: service.clone(),
-            idle_timeout,
-            stopping: stopping_rx.clone(),
-        };
-        tokio::spawn(connection.serve(accepted));
+        tokio::spawn(serve_connection(
+            shared.clone(),
+            accepted,
+            stopping_rx.clone(),
+        ));
     }
     drop(listener);
     drop(stopping_rx);
@@ -104,54 +98,65 @@ pub async fn serve(
     stopping.closed().await;
 }
 
-struct Connection {
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    service: Router,
+/// What every connection of one listener shares.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    router: Router,
+    /// One permit per request in flight, over all connections.
+    slots: Arc<Semaphore>,
+    request_timeout: Duration,
     idle_timeout: Duration,
-    stopping: watch::Receiver<bool>,
 }
 
-impl Connection {
-    async fn serve(mut self, accepted: crate::listener::Accepted) {
-        let activity = Arc::new(Activity::new());
-        let service = Tracked {
-            inner: self.service,
-            activity: activity.clone(),
-        };
-        let io = TokioIo::new(accepted.stream);
-        let mut connection = pin!(
-            self.builder
-                .serve_connection(io, TowerToHyperService::new(service))
-        );
-        let idle = tokio::time::sleep(self.idle_timeout);
-        let mut idle = pin!(idle);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(cause = %err, peer = %accepted.peer, "HTTP connection ended with an error");
-                    }
-                    break;
+async fn serve_connection(
+    shared: Arc<Shared>,
+    accepted: crate::listener::Accepted,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    let service = Bounded {
+        router: shared.router.clone(),
+        activity: activity.clone(),
+        slots: shared.slots.clone(),
+        timeout: shared.request_timeout,
+    };
+    let io = TokioIo::new(accepted.stream);
+    let mut connection = pin!(
+        shared
+            .builder
+            .serve_connection(io, TowerToHyperService::new(service))
+    );
+    let idle_timeout = shared.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    let mut idle = pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            // The connection first: it is what nearly every wake-up is for.
+            biased;
+            result = connection.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(cause = %err, peer = %accepted.peer, "HTTP connection ended with an error");
                 }
-                changed = self.stopping.changed(), if !closing => {
-                    let _ = changed;
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                () = idle.as_mut(), if !closing => {
-                    match activity.idle_deadline(self.idle_timeout) {
-                        Some(deadline) => idle.as_mut().reset(deadline),
-                        None => {
-                            closing = true;
-                            connection.as_mut().graceful_shutdown();
-                        }
+                break;
+            }
+            changed = stopping.changed(), if !closing => {
+                let _ = changed;
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            () = idle.as_mut(), if !closing => {
+                match activity.idle_deadline(idle_timeout) {
+                    Some(deadline) => idle.as_mut().reset(deadline),
+                    None => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
                     }
                 }
             }
         }
-        drop(accepted.slot);
     }
+    drop(accepted.slot);
 }
 
 /// What a connection is doing: requests in flight, and when the last one
@@ -192,18 +197,27 @@ impl Activity {
     }
 }
 
-/// The router of one connection, counting its requests in flight until
-/// their response bodies end.
+/// The router as one connection serves it, with every per-request bound in
+/// one step rather than a layer each (each `Router::layer` would box the
+/// route and its future once more per request):
+///
+/// - the request counts as in flight for the idle timeout until its
+///   response body ends;
+/// - over the listener's cap on requests in flight it gets an immediate 503
+///   with `Retry-After: 1` rather than a place in a queue;
+/// - past the request timeout it gets a 503.
 #[derive(Clone)]
-struct Tracked {
-    inner: Router,
+struct Bounded {
+    router: Router,
     activity: Arc<Activity>,
+    slots: Arc<Semaphore>,
+    timeout: Duration,
 }
 
-impl Service<Request<hyper::body::Incoming>> for Tracked {
+impl Service<Request<hyper::body::Incoming>> for Bounded {
     type Response = Response<TrackedBody>;
     type Error = Infallible;
-    type Future = TrackedFuture<<Router as Service<Request<Body>>>::Future>;
+    type Future = BoundedFuture<<Router as Service<Request<Body>>>::Future>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -211,32 +225,67 @@ impl Service<Request<hyper::body::Incoming>> for Tracked {
 
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        TrackedFuture {
-            inner: self.inner.call(request.map(Body::new)),
-            guard: Some(RequestGuard(self.activity.clone())),
+        let guard = Some(RequestGuard(self.activity.clone()));
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => BoundedFuture::Admitted {
+                inner: self.router.call(request.map(Body::new)),
+                // Not registered with the timer until first polled.
+                timer: tokio::time::sleep(self.timeout),
+                slot: Some(slot),
+                guard,
+            },
+            Err(_) => BoundedFuture::Refused { guard },
         }
     }
 }
 
 pin_project! {
-    /// The router's response, its request still counted.
-    struct TrackedFuture<F> {
-        #[pin]
-        inner: F,
-        guard: Option<RequestGuard>,
+    /// The response future of [`Bounded`].
+    #[project = BoundedProj]
+    enum BoundedFuture<F> {
+        /// Under the cap: the router's response, holding its slot.
+        Admitted {
+            #[pin]
+            inner: F,
+            #[pin]
+            timer: Sleep,
+            slot: Option<OwnedSemaphorePermit>,
+            guard: Option<RequestGuard>,
+        },
+        /// Over the cap.
+        Refused { guard: Option<RequestGuard> },
     }
 }
 
-impl<F> Future for TrackedFuture<F>
+impl<F> Future for BoundedFuture<F>
 where
     F: Future<Output = Result<Response<Body>, Infallible>>,
 {
     type Output = Result<Response<TrackedBody>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let guard = this.guard.take();
+        let (response, guard) = match self.project() {
+            BoundedProj::Admitted {
+                inner,
+                timer,
+                slot,
+                guard,
+            } => {
+                let response = match inner.poll(cx) {
+                    Poll::Ready(Ok(response)) => response,
+                    Poll::Pending => {
+                        ready!(timer.poll(cx));
+                        busy("The server took too long to answer this request. Please retry.\n")
+                    }
+                };
+                drop(slot.take());
+                (response, guard.take())
+            }
+            BoundedProj::Refused { guard } => (
+                busy("The server is busy: too many requests at once. Please retry in a second.\n"),
+                guard.take(),
+            ),
+        };
         Poll::Ready(Ok(response.map(|inner| TrackedBody {
             inner,
             _guard: guard,
@@ -282,96 +331,9 @@ impl http_body::Body for TrackedBody {
     }
 }
 
-/// Refuses requests over a cap on those in flight with an immediate 503
-/// and `Retry-After: 1`, rather than queueing them.
-#[derive(Clone, Debug)]
-pub struct ShedLayer {
-    slots: Arc<Semaphore>,
-}
-
-impl ShedLayer {
-    /// At most `max_in_flight` requests at once.
-    pub fn new(max_in_flight: usize) -> Self {
-        Self {
-            slots: Arc::new(Semaphore::new(max_in_flight)),
-        }
-    }
-}
-
-impl<S> Layer<S> for ShedLayer {
-    type Service = Shed<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Shed {
-            inner,
-            slots: self.slots.clone(),
-        }
-    }
-}
-
-/// See [`ShedLayer`].
-#[derive(Clone, Debug)]
-pub struct Shed<S> {
-    inner: S,
-    slots: Arc<Semaphore>,
-}
-
-impl<S, B> Service<Request<B>> for Shed<S>
-where
-    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = ShedFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => ShedFuture::Admitted {
-                inner: self.inner.call(request),
-                slot: Some(slot),
-            },
-            Err(_) => ShedFuture::Refused,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`Shed`].
-    #[project = ShedProj]
-    pub enum ShedFuture<F> {
-        /// Under the cap: the inner call, holding its slot.
-        Admitted { #[pin] inner: F, slot: Option<OwnedSemaphorePermit> },
-        /// Over the cap.
-        Refused,
-    }
-}
-
-impl<F> Future for ShedFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            ShedProj::Admitted { inner, slot } => {
-                let response = ready!(inner.poll(cx));
-                drop(slot.take());
-                Poll::Ready(response)
-            }
-            ShedProj::Refused => Poll::Ready(Ok(overloaded())),
-        }
-    }
-}
-
-fn overloaded() -> Response<Body> {
-    let mut response = Response::new(Body::from(
-        "The server is busy: too many requests at once. Please retry in a second.\n",
-    ));
+/// 503 with `Retry-After: 1` and `message`.
+fn busy(message: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(message));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let headers = response.headers_mut();
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -490,6 +452,27 @@ mod tests {
             .expect("answered by the server's timeout, not this test's");
 
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn an_http1_connection_waits_for_its_next_request_no_longer_than_the_header_timeout() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let limits = HttpLimits {
+            http_idle_timeout: Duration::from_secs(600),
+            http_header_read_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        };
+        let server = spawn(router, limits).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+
+        let answer = get_once(&mut stream, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("closed by the header read timeout, not by this test's timeout");
+
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use crate::{
     api::Recommendations,
     catalog::Catalog,
     listener::{self, Handshake},
-    middleware::{admission::AdmissionLayer, errors, panics, request_timeout::RequestTimeoutLayer},
+    middleware::{admission::AdmissionLayer, call_timeout::CallTimeoutLayer, errors, panics},
     settings::Settings,
 };
 
@@ -234,8 +234,8 @@ where
     F: Future<Output = ()>,
 {
     // ServiceBuilder order: the first layer is the outermost. tonic itself
-    // wraps this stack in its connection info (and would add grpc-timeout
-    // handling, which deadline-aware handlers don't need here).
+    // wraps this stack in its connection info and its handling of the
+    // client's `grpc-timeout` (which drops a call past its deadline).
     let layers = ServiceBuilder::new()
         // One log event per call and its metrics (count, latency, in
         // flight), outermost so that they see the final status of
@@ -244,19 +244,19 @@ where
             LogRpc::new(Side::Server),
             MeterRpc::new(metrics),
         )))
-        // The call timeout's error becomes DEADLINE_EXCEEDED here, so the
-        // layers above always see a gRPC status.
-        .map_result(errors::elapsed_to_deadline_exceeded)
         // Over the bound on calls in flight, refuse at once rather than
         // queue; a call's slot is held until its response is sent.
         .layer(AdmissionLayer::new(
             limits.concurrency_limit as usize,
             GrpcLimits::HEALTH_CONCURRENCY_LIMIT,
         ))
-        // The server's own maximum per call, deadline or not.
-        .timeout(limits.max_call_duration)
-        // The request message must arrive in time, or the slot is freed.
-        .layer(RequestTimeoutLayer::new(limits.request_timeout))
+        // The server's own limits per call, deadline or not: the request
+        // message must arrive in time, and the call end in time, or the
+        // call ends with DEADLINE_EXCEEDED and its slot is freed.
+        .layer(CallTimeoutLayer::new(
+            limits.request_timeout,
+            limits.max_call_duration,
+        ))
         // tonic's OUT_OF_RANGE for oversized messages becomes the spec's
         // RESOURCE_EXHAUSTED.
         .map_response(errors::oversized_to_resource_exhausted)

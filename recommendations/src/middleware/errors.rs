@@ -23,20 +23,6 @@ pub fn panic_to_internal(panic: Box<dyn Any + Send + 'static>) -> Response<tonic
     Status::internal("internal error").into_http()
 }
 
-/// Turns the server's own time limit on a call (tower's `Elapsed`) into
-/// DEADLINE_EXCEEDED, as if the client's deadline had passed.
-pub fn elapsed_to_deadline_exceeded<B: Default>(
-    result: Result<Response<B>, tower::BoxError>,
-) -> Result<Response<B>, tower::BoxError> {
-    match result {
-        Err(err) if err.is::<tower::timeout::error::Elapsed>() => Ok(Status::deadline_exceeded(
-            "the call ran past the server's maximum call duration",
-        )
-        .into_http()),
-        other => other,
-    }
-}
-
 /// tonic answers a request larger than the decoding limit with OUT_OF_RANGE;
 /// the gRPC spec (and every other implementation) says RESOURCE_EXHAUSTED.
 pub fn oversized_to_resource_exhausted<B>(mut response: Response<B>) -> Response<B> {

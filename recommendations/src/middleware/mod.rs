@@ -3,6 +3,6 @@
 //! the stack itself is assembled, in order, in `startup::serve_routes`.
 
 pub mod admission;
+pub mod call_timeout;
 pub mod errors;
 pub mod panics;
-pub mod request_timeout;

@@ -407,6 +407,65 @@ async fn a_call_without_a_deadline_ends_at_the_servers_maximum_duration() {
     )));
 }
 
+#[tokio::test]
+async fn a_call_whose_message_came_in_time_runs_until_the_maximum_duration() {
+    let mut server = spawn_dummy(GrpcLimits {
+        request_timeout: Duration::from_millis(100),
+        max_call_duration: Duration::from_millis(400),
+        ..roomy()
+    })
+    .await;
+
+    let status = server.call("block").await.expect_err("past the maximum");
+    server
+        .dropped
+        .recv()
+        .await
+        .expect("the handler's future is dropped");
+
+    // The request timeout passed first, with the message long received: the
+    // call went on, to end at its maximum duration.
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("maximum call duration"),
+        "{}",
+        status.message()
+    );
+}
+
+/// A client deadline shorter than the server's limits is enforced by
+/// tonic's own timer, so the server sets none of its own for that call.
+#[tokio::test]
+async fn a_clients_shorter_deadline_ends_the_call_on_the_server() {
+    let mut server = spawn_dummy(GrpcLimits {
+        request_timeout: Duration::from_secs(600),
+        max_call_duration: Duration::from_secs(600),
+        ..roomy()
+    })
+    .await;
+    let mut client = server.client.clone();
+    let mut request = Request::new(ExecuteRequest {
+        input: "block".to_owned(),
+    });
+    // Sent as grpc-timeout; tonic's client does not enforce it itself.
+    request.set_timeout(Duration::from_millis(200));
+
+    let status = tokio::time::timeout(Duration::from_secs(10), client.execute(request))
+        .await
+        .expect("the server ends the call, not this test's timeout")
+        .expect_err("past the client's deadline");
+    server
+        .dropped
+        .recv()
+        .await
+        .expect("the handler's future is dropped");
+
+    assert!(
+        matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{status:?}"
+    );
+}
+
 fn short_lived() -> GrpcLimits {
     GrpcLimits {
         max_connection_age: Duration::from_millis(300),

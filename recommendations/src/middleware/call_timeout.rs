@@ -1,0 +1,283 @@
+//! The server's own time limits on a call, whatever deadline its client
+//! sent (or none):
+//!
+//! - the request message must have arrived within `request_timeout` of the
+//!   call's start: a client that opens a call and then sends its message
+//!   slowly, or never, holds a call slot for nothing;
+//! - the whole call must end within `max_call_duration`.
+//!
+//! Past either, the call ends with DEADLINE_EXCEEDED and its future (and
+//! so its slot) is dropped.
+//!
+//! One timer serves both, and only when needed: a call whose client sent a
+//! `grpc-timeout` no longer than both limits is already ended in time by
+//! tonic's own timer, so it gets none here (the marketplace's calls all do).
+//! Each timer registered costs a lock and often a wake-up of the runtime's
+//! driver (a system call), which is a measurable share of a call this fast.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tonic::Status;
+use tower::{Layer, Service};
+
+/// Wraps a service in [`CallTimeout`].
+#[derive(Clone, Copy, Debug)]
+pub struct CallTimeoutLayer {
+    request_timeout: Duration,
+    max_call_duration: Duration,
+}
+
+impl CallTimeoutLayer {
+    /// Request messages must arrive within `request_timeout`, and calls end
+    /// within `max_call_duration`, both from the call's start.
+    pub fn new(request_timeout: Duration, max_call_duration: Duration) -> Self {
+        Self {
+            request_timeout,
+            max_call_duration,
+        }
+    }
+}
+
+impl<S> Layer<S> for CallTimeoutLayer {
+    type Service = CallTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallTimeout {
+            inner,
+            limits: *self,
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone, Debug)]
+pub struct CallTimeout<S> {
+    inner: S,
+    limits: CallTimeoutLayer,
+}
+
+impl<S, B> Service<Request<tonic::body::Body>> for CallTimeout<S>
+where
+    S: Service<Request<tonic::body::Body>, Response = Response<B>>,
+    B: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = CallTimeoutFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
+        let CallTimeoutLayer {
+            request_timeout,
+            max_call_duration,
+        } = self.limits;
+        let client = client_timeout(request.headers());
+        if client.is_some_and(|client| client <= request_timeout.min(max_call_duration)) {
+            return CallTimeoutFuture::Untimed {
+                inner: self.inner.call(request),
+            };
+        }
+        let start = Instant::now();
+        let received = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| {
+            tonic::body::Body::new(WatchedBody {
+                inner: body,
+                received: received.clone(),
+            })
+        });
+        let (first, limit) = if request_timeout < max_call_duration {
+            (start + request_timeout, Limit::Message)
+        } else {
+            (start + max_call_duration, Limit::Call)
+        };
+        CallTimeoutFuture::Timed {
+            inner: self.inner.call(request),
+            // Registered with the runtime's timer only if the call waits.
+            timer: tokio::time::sleep_until(first),
+            limit,
+            call_deadline: start + max_call_duration,
+            received,
+            limits: self.limits,
+        }
+    }
+}
+
+/// Which limit the timer is set for.
+#[derive(Clone, Copy, Debug)]
+enum Limit {
+    Message,
+    Call,
+}
+
+pin_project! {
+    /// The response future of [`CallTimeout`].
+    #[project = CallTimeoutProj]
+    pub enum CallTimeoutFuture<F> {
+        /// tonic's timer, set from the client's `grpc-timeout`, ends it first.
+        Untimed { #[pin] inner: F },
+        /// Our timer bounds it.
+        Timed {
+            #[pin]
+            inner: F,
+            #[pin]
+            timer: Sleep,
+            limit: Limit,
+            call_deadline: Instant,
+            received: Arc<AtomicBool>,
+            limits: CallTimeoutLayer,
+        },
+    }
+}
+
+impl<F, B, E> Future for CallTimeoutFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CallTimeoutProj::Untimed { inner } => inner.poll(cx),
+            CallTimeoutProj::Timed {
+                inner,
+                mut timer,
+                limit,
+                call_deadline,
+                received,
+                limits,
+            } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    return Poll::Ready(result);
+                }
+                loop {
+                    ready!(timer.as_mut().poll(cx));
+                    let status = match limit {
+                        Limit::Message if received.load(Ordering::Acquire) => {
+                            // The message came in time: the call's own limit
+                            // is what is left.
+                            *limit = Limit::Call;
+                            timer.as_mut().reset(*call_deadline);
+                            continue;
+                        }
+                        Limit::Message => Status::deadline_exceeded(format!(
+                            "the request message did not arrive within {:?}",
+                            limits.request_timeout
+                        )),
+                        Limit::Call => Status::deadline_exceeded(format!(
+                            "the call ran past the server's maximum call duration ({:?})",
+                            limits.max_call_duration
+                        )),
+                    };
+                    return Poll::Ready(Ok(status.into_http()));
+                }
+            }
+        }
+    }
+}
+
+/// The client's deadline, from `grpc-timeout` (a positive integer of at
+/// most 8 digits and a unit: `H`, `M`, `S`, `m`, `u` or `n`); `None` when
+/// absent or malformed, as tonic reads it.
+fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount = digits
+        .iter()
+        .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+pin_project! {
+    /// A request body that says when it has been received whole.
+    struct WatchedBody<B> {
+        #[pin]
+        inner: B,
+        received: Arc<AtomicBool>,
+    }
+}
+
+impl<B: Body> Body for WatchedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        let whole = match &frame {
+            None => true,
+            Some(Ok(frame)) => frame.is_trailers(),
+            Some(Err(_)) => false,
+        };
+        if whole {
+            this.received.store(true, Ordering::Release);
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn parsed(value: &'static str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", HeaderValue::from_static(value));
+        client_timeout(&headers)
+    }
+
+    #[test]
+    fn grpc_timeout_is_read_as_the_spec_writes_it() {
+        assert_eq!(parsed("1000m"), Some(Duration::from_secs(1)));
+        assert_eq!(parsed("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parsed("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parsed("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parsed("250u"), Some(Duration::from_micros(250)));
+        assert_eq!(parsed("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        assert_eq!(parsed("123456789S"), None, "more than 8 digits");
+        assert_eq!(parsed("m"), None);
+        assert_eq!(parsed("10x"), None);
+        assert_eq!(parsed("-1S"), None);
+        assert_eq!(client_timeout(&HeaderMap::new()), None);
+    }
+}
