@@ -363,3 +363,51 @@ async fn metadata_over_the_header_list_limit_is_refused() {
         "{served:?}"
     );
 }
+
+/// A peer that stops answering (a host that vanished behind a NAT, a
+/// process that hangs) is found out by HTTP/2 keep-alive: the server PINGs
+/// it, gets no acknowledgement, and closes the connection.
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed_by_keep_alive() {
+    let app = spawn_app_with(Settings {
+        limits: operations::limits::GrpcLimits {
+            keepalive_interval: Duration::from_millis(200),
+            keepalive_timeout: Duration::from_millis(200),
+            ..Settings::for_tests().limits
+        },
+        ..Settings::for_tests()
+    })
+    .await;
+    let mut peer = TcpStream::connect(app.addr).await.expect("connects");
+    // The client preface and an empty SETTINGS frame, then silence: no
+    // SETTINGS acknowledgement, no PING acknowledgement, ever.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    tokio::io::AsyncWriteExt::write_all(&mut peer, &hello)
+        .await
+        .expect("sent");
+
+    let received = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            match peer.read(&mut chunk).await {
+                Ok(0) | Err(_) => return received,
+                Ok(read) => received.extend_from_slice(&chunk[..read]),
+            }
+        }
+    })
+    .await
+    .expect("closed by the server, not by this test's timeout");
+
+    // Frame types the server sent before closing: 6 is PING.
+    let mut types = Vec::new();
+    let mut rest = &received[..];
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        types.push(rest[3]);
+        rest = rest.get(9 + length..).unwrap_or_default();
+    }
+    assert!(types.contains(&6), "no PING before the close: {types:?}");
+    assert_eq!(ok_calls(&well_behaved(&app), 10).await, 10);
+}
