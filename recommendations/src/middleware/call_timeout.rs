@@ -93,7 +93,6 @@ where
                 inner: self.inner.call(request),
             };
         }
-        let start = Instant::now();
         let received = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
             tonic::body::Body::new(WatchedBody {
@@ -101,17 +100,12 @@ where
                 received: received.clone(),
             })
         });
-        let (first, limit) = if request_timeout < max_call_duration {
-            (start + request_timeout, Limit::Message)
-        } else {
-            (start + max_call_duration, Limit::Call)
-        };
         CallTimeoutFuture::Timed {
             inner: self.inner.call(request),
-            // Registered with the runtime's timer only if the call waits.
-            timer: tokio::time::sleep_until(first),
-            limit,
-            call_deadline: start + max_call_duration,
+            // Made when the call first waits: most calls never do.
+            timer: None,
+            limit: Limit::Message,
+            call_deadline: None,
             received,
             limits: self.limits,
         }
@@ -136,9 +130,9 @@ pin_project! {
             #[pin]
             inner: F,
             #[pin]
-            timer: Sleep,
+            timer: Option<Sleep>,
             limit: Limit,
-            call_deadline: Instant,
+            call_deadline: Option<Instant>,
             received: Arc<AtomicBool>,
             limits: CallTimeoutLayer,
         },
@@ -166,6 +160,23 @@ where
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result);
                 }
+                if timer.is_none() {
+                    // The limits count from the call's start, which was this
+                    // poll's (hyper polls a call as soon as it is made).
+                    let start = Instant::now();
+                    let call = start + limits.max_call_duration;
+                    let first = if limits.request_timeout < limits.max_call_duration {
+                        start + limits.request_timeout
+                    } else {
+                        *limit = Limit::Call;
+                        call
+                    };
+                    *call_deadline = Some(call);
+                    timer.set(Some(tokio::time::sleep_until(first)));
+                }
+                let Some(mut timer) = timer.as_pin_mut() else {
+                    return Poll::Pending;
+                };
                 loop {
                     ready!(timer.as_mut().poll(cx));
                     let status = match limit {
@@ -173,7 +184,9 @@ where
                             // The message came in time: the call's own limit
                             // is what is left.
                             *limit = Limit::Call;
-                            timer.as_mut().reset(*call_deadline);
+                            if let Some(deadline) = *call_deadline {
+                                timer.as_mut().reset(deadline);
+                            }
                             continue;
                         }
                         Limit::Message => Status::deadline_exceeded(format!(
