@@ -389,6 +389,19 @@ mod tests {
         String::from_utf8_lossy(&buf[..read]).into_owned()
     }
 
+    /// One request on a keep-alive connection, answered; then the server
+    /// closes the connection on its own.
+    async fn served_once_then_closed(server: &Server) {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        let answer = get_once(&mut stream, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("closed by the server, not by this test's timeout");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    }
+
     #[tokio::test]
     async fn requests_over_the_cap_get_503_with_retry_after_at_once() {
         let (entered_tx, mut entered) = tokio::sync::mpsc::channel::<()>(1);
@@ -463,16 +476,8 @@ mod tests {
             ..HttpLimits::default()
         };
         let server = spawn(router, limits).await;
-        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
 
-        let answer = get_once(&mut stream, "/").await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        let mut buf = [0u8; 16];
-        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("closed by the header read timeout, not by this test's timeout");
-
-        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        served_once_then_closed(&server).await;
     }
 
     #[tokio::test]
@@ -484,16 +489,8 @@ mod tests {
             ..HttpLimits::default()
         };
         let mut server = spawn(router, limits).await;
-        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
 
-        let answer = get_once(&mut stream, "/").await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        let mut buf = [0u8; 16];
-        let closed = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("closed by the server, not by this test's timeout");
-
-        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        served_once_then_closed(&server).await;
         let _ = server.stop.take().map(|stop| stop.send(()));
         server.task.await.expect("the server stops");
     }
