@@ -28,7 +28,9 @@ use crate::{
     api::Recommendations,
     catalog::Catalog,
     listener::{self, Handshake},
-    middleware::{admission::AdmissionLayer, call_timeout::CallTimeoutLayer, errors, panics},
+    middleware::{
+        admission::AdmissionLayer, call_timeout::CallTimeoutLayer, errors::ErrorStatusLayer,
+    },
     settings::Settings,
 };
 
@@ -257,11 +259,10 @@ where
             limits.request_timeout,
             limits.max_call_duration,
         ))
-        // tonic's OUT_OF_RANGE for oversized messages becomes the spec's
+        // Innermost: a panicking handler becomes INTERNAL, logged once, and
+        // tonic's OUT_OF_RANGE for oversized messages the spec's
         // RESOURCE_EXHAUSTED.
-        .map_response(errors::oversized_to_resource_exhausted)
-        // Innermost: a panicking handler becomes INTERNAL, logged once.
-        .layer(panics::CatchPanicLayer);
+        .layer(ErrorStatusLayer);
 
     // Connections are capped and handshakes time-limited before tonic sees
     // them; each is closed at the maximum age plus grace (GOAWAY comes at

@@ -11,7 +11,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
     time::{Duration, Instant},
@@ -20,7 +20,6 @@ use std::{
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -35,9 +34,47 @@ pub struct AdmissionLayer {
 
 #[derive(Debug)]
 struct Pools {
-    calls: Arc<Semaphore>,
-    health: Arc<Semaphore>,
+    calls: Arc<Pool>,
+    health: Arc<Pool>,
     refusals: RefusalLog,
+}
+
+/// A count of calls in flight under a bound. (A semaphore with no waiters:
+/// nothing queues here, so a counter does, without the semaphore's lock on
+/// every release.)
+#[derive(Debug)]
+struct Pool {
+    in_flight: AtomicUsize,
+    limit: usize,
+}
+
+impl Pool {
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    /// A slot, unless `limit` calls hold one.
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        self.in_flight
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+/// One call's place in its [`Pool`], given back when dropped.
+#[derive(Debug)]
+struct Slot(Arc<Pool>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl AdmissionLayer {
@@ -45,8 +82,8 @@ impl AdmissionLayer {
     pub fn new(calls: usize, health: usize) -> Self {
         Self {
             pools: Arc::new(Pools {
-                calls: Arc::new(Semaphore::new(calls)),
-                health: Arc::new(Semaphore::new(health)),
+                calls: Pool::new(calls),
+                health: Pool::new(health),
                 refusals: RefusalLog::new(),
             }),
         }
@@ -90,12 +127,12 @@ where
         } else {
             &self.pools.calls
         };
-        match pool.clone().try_acquire_owned() {
-            Ok(slot) => AdmissionFuture {
+        match pool.try_take() {
+            Some(slot) => AdmissionFuture {
                 inner: Some(self.inner.call(request)),
                 slot: Some(slot),
             },
-            Err(_) => {
+            None => {
                 self.pools.refusals.refused();
                 AdmissionFuture {
                     inner: None,
@@ -112,7 +149,7 @@ pin_project! {
         // `None` for a refused call.
         #[pin]
         inner: Option<F>,
-        slot: Option<OwnedSemaphorePermit>,
+        slot: Option<Slot>,
     }
 }
 
@@ -143,7 +180,7 @@ pin_project! {
     pub struct AdmittedBody<B> {
         #[pin]
         inner: B,
-        slot: Option<OwnedSemaphorePermit>,
+        slot: Option<Slot>,
     }
 }
 

@@ -14,14 +14,17 @@
 //! tonic's own timer, so it gets none here (the marketplace's calls all do).
 //! Each timer registered costs a lock and often a wake-up of the runtime's
 //! driver (a system call), which is a measurable share of a call this fast.
+//!
+//! The timer is set for the message's limit first. When it fires, the call
+//! is polled: a request body still waiting for its message is past its own
+//! deadline and fails the call (tonic answers with the body's status);
+//! otherwise the message has come and the timer moves on to the call's
+//! limit. So the body and the future share no state, and the only cost of
+//! a call answered at once is one clock read.
 
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -69,10 +72,10 @@ pub struct CallTimeout<S> {
     limits: CallTimeoutLayer,
 }
 
-impl<S, B> Service<Request<tonic::body::Body>> for CallTimeout<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CallTimeout<S>
 where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>>,
-    B: Default,
+    S: Service<Request<TimedBody<ReqBody>>, Response = Response<ResBody>>,
+    ResBody: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -82,32 +85,32 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
-        let CallTimeoutLayer {
-            request_timeout,
-            max_call_duration,
-        } = self.limits;
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let limits = self.limits;
         let client = client_timeout(request.headers());
-        if client.is_some_and(|client| client <= request_timeout.min(max_call_duration)) {
+        if client
+            .is_some_and(|client| client <= limits.request_timeout.min(limits.max_call_duration))
+        {
+            let request = request.map(|inner| TimedBody {
+                inner,
+                deadline: None,
+            });
             return CallTimeoutFuture::Untimed {
                 inner: self.inner.call(request),
             };
         }
-        let received = Arc::new(AtomicBool::new(false));
-        let request = request.map(|body| {
-            tonic::body::Body::new(WatchedBody {
-                inner: body,
-                received: received.clone(),
-            })
+        let start = Instant::now();
+        let request = request.map(|inner| TimedBody {
+            inner,
+            deadline: Some((start + limits.request_timeout, limits.request_timeout)),
         });
         CallTimeoutFuture::Timed {
             inner: self.inner.call(request),
             // Made when the call first waits: most calls never do.
             timer: None,
             limit: Limit::Message,
-            call_deadline: None,
-            received,
-            limits: self.limits,
+            start,
+            limits,
         }
     }
 }
@@ -132,8 +135,7 @@ pin_project! {
             #[pin]
             timer: Option<Sleep>,
             limit: Limit,
-            call_deadline: Option<Instant>,
-            received: Arc<AtomicBool>,
+            start: Instant,
             limits: CallTimeoutLayer,
         },
     }
@@ -153,56 +155,52 @@ where
                 inner,
                 mut timer,
                 limit,
-                call_deadline,
-                received,
+                start,
                 limits,
             } => {
+                // A request body past its deadline fails the call here.
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result);
                 }
                 if timer.is_none() {
-                    // The limits count from the call's start, which was this
-                    // poll's (hyper polls a call as soon as it is made).
-                    let start = Instant::now();
-                    let call = start + limits.max_call_duration;
                     let first = if limits.request_timeout < limits.max_call_duration {
-                        start + limits.request_timeout
+                        *start + limits.request_timeout
                     } else {
                         *limit = Limit::Call;
-                        call
+                        *start + limits.max_call_duration
                     };
-                    *call_deadline = Some(call);
                     timer.set(Some(tokio::time::sleep_until(first)));
                 }
                 let Some(mut timer) = timer.as_pin_mut() else {
                     return Poll::Pending;
                 };
-                loop {
-                    ready!(timer.as_mut().poll(cx));
-                    let status = match limit {
-                        Limit::Message if received.load(Ordering::Acquire) => {
-                            // The message came in time: the call's own limit
-                            // is what is left.
-                            *limit = Limit::Call;
-                            if let Some(deadline) = *call_deadline {
-                                timer.as_mut().reset(deadline);
-                            }
-                            continue;
+                ready!(timer.as_mut().poll(cx));
+                match limit {
+                    Limit::Message => {
+                        // The call was polled past the message's deadline
+                        // and is still running: its message had come. What
+                        // is left is the call's own limit.
+                        *limit = Limit::Call;
+                        timer.as_mut().reset(*start + limits.max_call_duration);
+                        // Registers the waker for the new deadline.
+                        match timer.poll(cx) {
+                            Poll::Pending => Poll::Pending,
+                            Poll::Ready(()) => Poll::Ready(Ok(past_maximum(limits))),
                         }
-                        Limit::Message => Status::deadline_exceeded(format!(
-                            "the request message did not arrive within {:?}",
-                            limits.request_timeout
-                        )),
-                        Limit::Call => Status::deadline_exceeded(format!(
-                            "the call ran past the server's maximum call duration ({:?})",
-                            limits.max_call_duration
-                        )),
-                    };
-                    return Poll::Ready(Ok(status.into_http()));
+                    }
+                    Limit::Call => Poll::Ready(Ok(past_maximum(limits))),
                 }
             }
         }
     }
+}
+
+fn past_maximum<B: Default>(limits: &CallTimeoutLayer) -> Response<B> {
+    Status::deadline_exceeded(format!(
+        "the call ran past the server's maximum call duration ({:?})",
+        limits.max_call_duration
+    ))
+    .into_http()
 }
 
 /// The client's deadline, from `grpc-timeout` (a positive integer of at
@@ -229,33 +227,39 @@ fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 pin_project! {
-    /// A request body that says when it has been received whole.
-    struct WatchedBody<B> {
+    /// A request body with a deadline for its whole message (the end of
+    /// the stream): polled past it while still waiting, it fails with
+    /// DEADLINE_EXCEEDED. The clock is read only when the body waits.
+    pub struct TimedBody<B> {
         #[pin]
         inner: B,
-        received: Arc<AtomicBool>,
+        // The deadline and the limit it came from (for the message).
+        deadline: Option<(Instant, Duration)>,
     }
 }
 
-impl<B: Body> Body for WatchedBody<B> {
+impl<B: Body<Error = Status>> Body for TimedBody<B> {
     type Data = B::Data;
-    type Error = B::Error;
+    type Error = Status;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        let whole = match &frame {
-            None => true,
-            Some(Ok(frame)) => frame.is_trailers(),
-            Some(Err(_)) => false,
-        };
-        if whole {
-            this.received.store(true, Ordering::Release);
+        match this.inner.poll_frame(cx) {
+            Poll::Pending => match *this.deadline {
+                Some((deadline, limit)) if Instant::now() >= deadline => {
+                    // Said once: the call ends with it.
+                    *this.deadline = None;
+                    Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                        "the request message did not arrive within {limit:?}"
+                    )))))
+                }
+                _ => Poll::Pending,
+            },
+            ready => ready,
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -5,4 +5,3 @@
 pub mod admission;
 pub mod call_timeout;
 pub mod errors;
-pub mod panics;

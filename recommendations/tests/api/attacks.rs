@@ -203,8 +203,8 @@ async fn health_and_reflection_refuse_messages_over_the_limit_from_their_prefix(
     assert!(reflection.is_some());
 }
 
-/// A call whose message never comes ends at the request timeout with
-/// DEADLINE_EXCEEDED, and its slot is freed.
+/// A call whose message never comes, or comes only in part, ends at the
+/// request timeout with DEADLINE_EXCEEDED, and its slot is freed.
 #[tokio::test]
 async fn a_call_whose_message_never_comes_ends_at_the_request_timeout() {
     let app = spawn_app_with(Settings {
@@ -219,25 +219,31 @@ async fn a_call_whose_message_never_comes_ends_at_the_request_timeout() {
     let (client, connection) = h2::client::handshake(tcp).await.expect("HTTP/2");
     tokio::spawn(connection);
     let mut client = client.ready().await.expect("ready");
-    let request = http::Request::post(format!("http://{}{RECOMMEND}", app.addr))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .expect("a valid request");
 
-    let (response, _body) = client.send_request(request, false).expect("a stream");
-    let response = tokio::time::timeout(Duration::from_secs(10), response)
-        .await
-        .expect("the server answers on its own")
-        .expect("a response");
+    // Nothing after the headers; then three bytes of the five-byte prefix.
+    for sent in [&b""[..], &b"\0\0\0"[..]] {
+        let request = http::Request::post(format!("http://{}{RECOMMEND}", app.addr))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .expect("a valid request");
+        let (response, mut body) = client.send_request(request, false).expect("a stream");
+        if !sent.is_empty() {
+            body.send_data(bytes::Bytes::from_static(sent), false)
+                .expect("sent");
+        }
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("the server answers on its own")
+            .expect("a response");
 
-    // DEADLINE_EXCEEDED is 4.
-    assert_eq!(
-        response.headers().get("grpc-status").map(|v| v.as_bytes()),
-        Some(&b"4"[..]),
-        "{:?}",
-        response.headers()
-    );
+        // DEADLINE_EXCEEDED is 4.
+        let header = |name| response.headers().get(name).map(|v| v.as_bytes());
+        assert_eq!(header("grpc-status"), Some(&b"4"[..]), "{response:?}");
+        let message = String::from_utf8_lossy(header("grpc-message").unwrap_or_default());
+        assert!(message.contains("did%20not%20arrive"), "{message}");
+        client = client.ready().await.expect("the connection goes on");
+    }
 }
 
 /// Rapid Reset (CVE-2023-44487): HEADERS + RST_STREAM, a thousand times in
