@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attack;
+pub mod catalog_load;
 pub mod checks;
 pub mod criterion;
 pub mod load;

@@ -102,7 +102,7 @@ fn recommend(c: &mut Criterion) {
         // the heap arena the benches below allocate from.
         let catalog = std::thread::scope(|scope| {
             scope
-                .spawn(|| Catalog::from_path(&path).expect("a valid catalog"))
+                .spawn(|| Catalog::from_path(&path, u64::MAX).expect("a valid catalog"))
                 .join()
                 .expect("the loader finished")
         });
@@ -137,7 +137,13 @@ fn load(c: &mut Criterion) {
     let mut group = c.benchmark_group("load_catalog");
     group.sample_size(10);
     group.bench_function("1000000_books_csv", |b| {
-        b.iter(|| black_box(Catalog::from_path(&path).expect("a valid catalog").len()))
+        b.iter(|| {
+            black_box(
+                Catalog::from_path(&path, u64::MAX)
+                    .expect("a valid catalog")
+                    .len(),
+            )
+        })
     });
     group.finish();
 }

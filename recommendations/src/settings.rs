@@ -71,6 +71,17 @@ pub struct Settings {
     #[arg(long, env = "RECOMMENDATIONS_CATALOG", value_name = "PATH")]
     pub catalog: Option<PathBuf>,
 
+    /// Largest catalog file accepted, in bytes; a larger one stops start-up
+    /// with an error. The default fits a million books (about 55 MB of
+    /// CSV), which take about 1.5 times the file's size in memory.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_CATALOG_MAX_BYTES",
+        value_name = "BYTES",
+        default_value_t = 128 * 1024 * 1024
+    )]
+    pub catalog_max_bytes: u64,
+
     /// PEM certificate (chain) to serve TLS with; requires --tls-key.
     /// Without it the gRPC listener is plaintext.
     #[arg(

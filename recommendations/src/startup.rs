@@ -60,8 +60,9 @@ impl Application {
         // books): off the async threads. Its many small allocations then also
         // stay out of the heap arena the request path allocates from.
         let source = settings.catalog.clone();
+        let max_bytes = settings.catalog_max_bytes;
         let catalog = tokio::task::spawn_blocking(move || match source {
-            Some(path) => Catalog::from_path(&path),
+            Some(path) => Catalog::from_path(&path, max_bytes),
             None => Catalog::builtin(),
         })
         .await

@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(args: Args) -> anyhow::Result<()> {
     let catalog = match &args.catalog {
-        Some(path) => Catalog::from_path(path),
+        Some(path) => Catalog::from_path(path, u64::MAX),
         None => Catalog::builtin(),
     }
     .context("cannot load the catalog")?;

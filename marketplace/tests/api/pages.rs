@@ -40,7 +40,7 @@ async fn homepage_lists_three_distinct_mystery_books() {
     let mystery: HashSet<&str> = mystery
         .books(recommendations::Category::Mystery)
         .iter()
-        .map(|b| b.title.as_str())
+        .map(recommendations::Book::title)
         .collect();
     assert!(titles.is_subset(&mystery), "{titles:?}");
 }
@@ -86,7 +86,7 @@ async fn the_browse_page_lists_the_whole_category() {
     let expected: Vec<&str> = catalog
         .books(recommendations::Category::SelfHelp)
         .iter()
-        .map(|b| b.title.as_str())
+        .map(recommendations::Book::title)
         .collect();
 
     let (response, html) = get(&router, "/category/self-help/books").await;

@@ -26,7 +26,7 @@ fn category(number: i32) -> Result<Category, Error> {
 fn recommendation(book: &Book) -> BookRecommendation {
     BookRecommendation {
         id: book.id,
-        title: book.title.clone(),
+        title: book.title().to_owned(),
     }
 }
 

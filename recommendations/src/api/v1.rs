@@ -37,8 +37,8 @@ fn category_number(category: Category) -> i32 {
 fn book(book: &Book) -> pb::Book {
     pb::Book {
         id: book.id,
-        title: book.title.clone(),
-        author: book.author.clone(),
+        title: book.title().to_owned(),
+        author: book.author().to_owned(),
         category: category_number(book.category),
     }
 }
@@ -70,11 +70,13 @@ impl RecommendationsService for Recommendations {
         request: Request<ListBooksRequest>,
     ) -> Result<Response<Self::ListBooksStream>, Status> {
         let category = category(request.into_inner().category)?;
-        // The stream holds the category's shared slice and builds each batch
-        // only when the client is ready for it: memory stays at one batch
+        // The stream holds the shared catalog and builds each batch only
+        // when the client is ready for it: memory stays at one batch
         // however long the category, and a slow reader slows only itself.
-        let books = self.catalog.books(category).clone();
-        let batches = tokio_stream::iter((0..books.len()).step_by(LIST_BATCH)).map(move |start| {
+        let catalog = self.catalog.clone();
+        let count = catalog.books(category).len();
+        let batches = tokio_stream::iter((0..count).step_by(LIST_BATCH)).map(move |start| {
+            let books = catalog.books(category);
             let end = (start + LIST_BATCH).min(books.len());
             Ok(ListBooksResponse {
                 books: books[start..end].iter().map(book).collect(),

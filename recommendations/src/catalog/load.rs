@@ -1,9 +1,25 @@
 //! Reading a catalog from CSV or JSON, and the errors that name the file,
 //! the line or record, and the problem.
+//!
+//! Bounded: only a regular file is read (a FIFO or a device could block or
+//! never end), and no more than the size cap. Records are validated as
+//! they are read, and only the books are kept, so the peak is the catalog
+//! itself plus an index of ids (see [`Catalog`]).
 
-use std::{collections::HashMap, fmt, fs::File, io, path::Path};
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt,
+    fs::{File, OpenOptions},
+    io::{self, Read},
+    os::unix::fs::OpenOptionsExt as _,
+    path::Path,
+};
 
-use serde::Deserialize;
+use serde::{
+    Deserialize,
+    de::{self, SeqAccess, Visitor},
+};
 
 use super::{Book, Catalog, Category, UnknownCategory};
 
@@ -34,6 +50,17 @@ pub enum Problem {
     /// The file cannot be opened or read.
     #[error("cannot read it: {0}")]
     Io(#[from] io::Error),
+    /// A FIFO, a device, a directory: nothing that is sure to end.
+    #[error("not a regular file ({0})")]
+    NotAFile(&'static str),
+    /// Larger than the size cap.
+    #[error("{size} bytes, over the limit of {max} (see --catalog-max-bytes)")]
+    TooLarge {
+        /// The file's size, or how much was read before it passed the cap.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
     /// The file name says neither CSV nor JSON.
     #[error("unknown format: the file name must end in .csv or .json")]
     UnknownFormat,
@@ -89,46 +116,113 @@ impl fmt::Display for CatalogError {
 
 impl std::error::Error for CatalogError {}
 
-/// One book as written in a file, before validation.
+/// One book as written in a file, before validation. CSV fields are
+/// borrowed from the reader's buffer; JSON strings are owned.
 #[derive(Deserialize)]
-struct Record {
+struct Record<'a> {
     id: i32,
-    title: String,
-    author: String,
-    category: String,
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow)]
+    author: Cow<'a, str>,
+    #[serde(borrow)]
+    category: Cow<'a, str>,
 }
 
 const COLUMNS: [&str; 4] = ["id", "title", "author", "category"];
 
-pub(super) fn from_path(path: &Path) -> Result<Catalog, CatalogError> {
+pub(super) fn from_path(path: &Path, max_bytes: u64) -> Result<Catalog, CatalogError> {
     let name = path.display().to_string();
-    let fail = |location, problem| CatalogError {
+    let fail = |problem| CatalogError {
         source_name: name.clone(),
-        location,
+        location: None,
         problem,
     };
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    let open = || {
-        File::open(path)
-            .map(io::BufReader::new)
-            .map_err(|e| fail(None, e.into()))
+    let open = || -> Result<_, CatalogError> {
+        // Non-blocking, so that opening a FIFO does not wait for a writer;
+        // reads from a regular file are not affected.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| fail(e.into()))?;
+        let metadata = file.metadata().map_err(|e| fail(e.into()))?;
+        let kind = metadata.file_type();
+        if !kind.is_file() {
+            return Err(fail(Problem::NotAFile(file_kind(kind))));
+        }
+        if metadata.len() > max_bytes {
+            return Err(fail(Problem::TooLarge {
+                size: metadata.len(),
+                max: max_bytes,
+            }));
+        }
+        Ok(io::BufReader::with_capacity(
+            64 * 1024,
+            Capped {
+                inner: file,
+                left: max_bytes,
+                max: max_bytes,
+            },
+        ))
     };
     match extension.as_deref() {
         Some("csv") => from_csv(open()?, &name),
         Some("json") => from_json(open()?, &name),
-        _ => Err(fail(None, Problem::UnknownFormat)),
+        _ => Err(fail(Problem::UnknownFormat)),
+    }
+}
+
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// A file read to at most `max` bytes: one that grows past the cap while it
+/// is read fails rather than being cut short (which could parse).
+struct Capped {
+    inner: File,
+    left: u64,
+    max: u64,
+}
+
+impl Read for Capped {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than is left, to tell "at the cap" from "past it".
+        let want = usize::try_from(self.left.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let read = self.inner.read(&mut buf[..want])?;
+        match self.left.checked_sub(read as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(read)
+            }
+            None => Err(io::Error::other(Problem::TooLarge {
+                size: self.max + 1,
+                max: self.max,
+            })),
+        }
     }
 }
 
 pub(super) fn from_csv<R: io::Read>(input: R, name: &str) -> Result<Catalog, CatalogError> {
-    let fail = |location, problem| CatalogError {
-        source_name: name.to_owned(),
-        location,
-        problem,
-    };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(input);
@@ -137,31 +231,32 @@ pub(super) fn from_csv<R: io::Read>(input: R, name: &str) -> Result<Catalog, Cat
         .into_iter()
         .find(|c| !headers.iter().any(|h| h == *c))
     {
-        return Err(fail(
-            Some(Location::Line(1)),
-            Problem::MissingColumn(missing),
-        ));
+        return Err(CatalogError {
+            source_name: name.to_owned(),
+            location: Some(Location::Line(1)),
+            problem: Problem::MissingColumn(missing),
+        });
     }
 
-    let mut rows = Vec::new();
+    let mut builder = Builder::new(name, false);
     let mut record = csv::StringRecord::new();
     while reader
         .read_record(&mut record)
         .map_err(|e| csv_failure(e, name))?
     {
-        let line = Location::Line(record.position().map_or(0, csv::Position::line));
-        let row: Record = record
+        let line = record.position().map_or(0, csv::Position::line);
+        let row: Record<'_> = record
             .deserialize(Some(&headers))
-            .map_err(|e| fail(Some(line), Problem::Malformed(e.to_string())))?;
-        rows.push((line, row));
+            .map_err(|e| builder.fail(Location::Line(line), Problem::Malformed(e.to_string())))?;
+        builder.add(line, row)?;
     }
-    validate(rows, name)
+    builder.finish()
 }
 
 fn csv_failure(err: csv::Error, name: &str) -> CatalogError {
     let location = err.position().map(|p| Location::Line(p.line()));
     let problem = match err.into_kind() {
-        csv::ErrorKind::Io(err) => Problem::Io(err),
+        csv::ErrorKind::Io(err) => io_problem(err),
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => Problem::Malformed(format!("expected {expected_len} fields, found {len}")),
@@ -175,67 +270,169 @@ fn csv_failure(err: csv::Error, name: &str) -> CatalogError {
     }
 }
 
-pub(super) fn from_json<R: io::Read>(input: R, name: &str) -> Result<Catalog, CatalogError> {
-    let records: Vec<Record> = serde_json::from_reader(input).map_err(|err| {
-        let location = (err.line() > 0).then(|| Location::LineColumn(err.line(), err.column()));
-        // serde_json appends " at line L column C"; the location says it already.
-        let message = err.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
-        CatalogError {
-            source_name: name.to_owned(),
-            location,
-            problem: Problem::Malformed(message),
+/// An I/O error, or the size cap passed while reading (see [`Capped`]).
+fn io_problem(err: io::Error) -> Problem {
+    if err
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<Problem>().is_some())
+    {
+        match err.into_inner().map(|inner| inner.downcast::<Problem>()) {
+            Some(Ok(problem)) => return *problem,
+            Some(Err(other)) => return Problem::Io(io::Error::other(other)),
+            None => unreachable!("checked above"),
         }
-    })?;
-    let rows = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (Location::Record(i + 1), r))
-        .collect();
-    validate(rows, name)
+    }
+    Problem::Io(err)
 }
 
-/// Checks the invariants of [`Catalog`] and builds it.
-fn validate(rows: Vec<(Location, Record)>, name: &str) -> Result<Catalog, CatalogError> {
-    let fail = |location, problem| CatalogError {
+pub(super) fn from_json<R: io::Read>(input: R, name: &str) -> Result<Catalog, CatalogError> {
+    let mut builder = Builder::new(name, true);
+    let mut invalid = None;
+    let mut deserializer = serde_json::Deserializer::from_reader(input);
+    let parsed = de::Deserializer::deserialize_seq(
+        &mut deserializer,
+        Books {
+            builder: &mut builder,
+            invalid: &mut invalid,
+        },
+    )
+    .and_then(|()| deserializer.end());
+    // An invalid book stops the parse: its error is the one to report.
+    if let Some(invalid) = invalid {
+        return Err(invalid);
+    }
+    parsed.map_err(|err| json_failure(err, name))?;
+    builder.finish()
+}
+
+fn json_failure(err: serde_json::Error, name: &str) -> CatalogError {
+    let location = (err.line() > 0).then(|| Location::LineColumn(err.line(), err.column()));
+    if err.is_io() {
+        let problem = io_problem(err.into());
+        return CatalogError {
+            source_name: name.to_owned(),
+            location: None,
+            problem,
+        };
+    }
+    // serde_json appends " at line L column C"; the location says it already.
+    let message = err.to_string();
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    CatalogError {
         source_name: name.to_owned(),
         location,
-        problem,
-    };
-    if rows.is_empty() {
-        return Err(fail(None, Problem::Empty));
+        problem: Problem::Malformed(message),
     }
-    let mut first_use: HashMap<i32, Location> = HashMap::with_capacity(rows.len());
-    let mut books = Vec::with_capacity(rows.len());
-    for (location, row) in rows {
-        let at = |problem| fail(Some(location), problem);
-        if row.id <= 0 {
-            return Err(at(Problem::BadId(row.id)));
+}
+
+/// The top-level JSON array, each book validated as it is read. A book
+/// that is well-formed but invalid stops the parse, its error in `invalid`.
+struct Books<'b, 'n> {
+    builder: &'b mut Builder<'n>,
+    invalid: &'b mut Option<CatalogError>,
+}
+
+impl<'de> Visitor<'de> for Books<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of books")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0u64;
+        while let Some(record) = seq.next_element::<Record<'_>>()? {
+            index += 1;
+            if let Err(invalid) = self.builder.add(index, record) {
+                *self.invalid = Some(invalid);
+                return Err(de::Error::custom("an invalid book"));
+            }
         }
-        if let Some(first) = first_use.insert(row.id, location) {
-            return Err(at(Problem::DuplicateId { id: row.id, first }));
+        Ok(())
+    }
+}
+
+/// Builds a [`Catalog`] from records as they are read, checking its
+/// invariants on each.
+struct Builder<'n> {
+    name: &'n str,
+    /// CSV lines or JSON record numbers, which [`Builder::location`] tells
+    /// apart.
+    json: bool,
+    groups: [Vec<Book>; 3],
+    /// Where each id was first used. (`u32`: 19 bytes an id in the table,
+    /// rather than 35 with `u64`; a line past 4 billion is reported as
+    /// that.)
+    first_use: HashMap<i32, u32>,
+}
+
+impl<'n> Builder<'n> {
+    fn new(name: &'n str, json: bool) -> Self {
+        Self {
+            name,
+            json,
+            groups: Default::default(),
+            first_use: HashMap::new(),
+        }
+    }
+
+    fn location(&self, at: u64) -> Location {
+        if self.json {
+            Location::Record(usize::try_from(at).unwrap_or(usize::MAX))
+        } else {
+            Location::Line(at)
+        }
+    }
+
+    fn fail(&self, location: Location, problem: Problem) -> CatalogError {
+        CatalogError {
+            source_name: self.name.to_owned(),
+            location: Some(location),
+            problem,
+        }
+    }
+
+    /// Adds the book read at `at` (a CSV line or JSON record number).
+    fn add(&mut self, at: u64, row: Record<'_>) -> Result<(), CatalogError> {
+        let here = self.location(at);
+        if row.id <= 0 {
+            return Err(self.fail(here, Problem::BadId(row.id)));
+        }
+        if let Some(first) = self
+            .first_use
+            .insert(row.id, u32::try_from(at).unwrap_or(u32::MAX))
+        {
+            let first = self.location(u64::from(first));
+            return Err(self.fail(here, Problem::DuplicateId { id: row.id, first }));
         }
         for (field, value) in [("title", &row.title), ("author", &row.author)] {
             if value.trim().is_empty() {
-                return Err(at(Problem::Blank(field)));
+                return Err(self.fail(here, Problem::Blank(field)));
             }
         }
         let category: Category = row
             .category
             .parse()
-            .map_err(|e: UnknownCategory| at(e.into()))?;
-        books.push(Book {
-            id: row.id,
-            title: row.title,
-            author: row.author,
-            category,
-        });
+            .map_err(|e: UnknownCategory| self.fail(here, e.into()))?;
+        self.groups[category.index()].push(Book::new(row.id, &row.title, &row.author, category));
+        Ok(())
     }
-    Ok(Catalog::from_books(books))
+
+    fn finish(self) -> Result<Catalog, CatalogError> {
+        if self.groups.iter().all(Vec::is_empty) {
+            return Err(CatalogError {
+                source_name: self.name.to_owned(),
+                location: None,
+                problem: Problem::Empty,
+            });
+        }
+        drop(self.first_use);
+        Ok(Catalog::from_groups(self.groups))
+    }
 }
 
 #[cfg(test)]
@@ -267,7 +464,7 @@ mod tests {
         let titles: Vec<_> = catalog
             .books(Category::Mystery)
             .iter()
-            .map(|b| b.title.as_str())
+            .map(Book::title)
             .collect();
         assert_eq!(titles, ["Hello, World", "Second"]);
     }
@@ -371,7 +568,7 @@ mod tests {
 
     #[test]
     fn a_missing_file_and_an_unknown_extension_are_reported() {
-        let missing = from_path(Path::new("/nonexistent/books.csv"))
+        let missing = from_path(Path::new("/nonexistent/books.csv"), u64::MAX)
             .map(|_| ())
             .unwrap_err();
         assert!(
@@ -380,10 +577,123 @@ mod tests {
                 .starts_with("/nonexistent/books.csv: cannot read it: ")
         );
 
-        let unknown = from_path(Path::new("books.txt")).map(|_| ()).unwrap_err();
+        let unknown = from_path(Path::new("books.txt"), u64::MAX)
+            .map(|_| ())
+            .unwrap_err();
         assert_eq!(
             unknown.to_string(),
             "books.txt: unknown format: the file name must end in .csv or .json"
         );
+    }
+
+    fn path_error(path: &Path, max_bytes: u64) -> String {
+        match from_path(path, max_bytes) {
+            Ok(catalog) => panic!("expected an error, loaded {} books", catalog.len()),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_refused_without_reading_it() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let fifo = dir.path().join("books.csv");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Opening a FIFO for reading would wait for a writer: this returns.
+        assert_eq!(
+            path_error(&fifo, u64::MAX),
+            format!("{}: not a regular file (a FIFO)", fifo.display())
+        );
+
+        let zero = dir.path().join("zero.csv");
+        std::os::unix::fs::symlink("/dev/zero", &zero).expect("a symlink");
+        assert_eq!(
+            path_error(&zero, u64::MAX),
+            format!(
+                "{}: not a regular file (a character device)",
+                zero.display()
+            )
+        );
+
+        let directory = dir.path().join("books.json");
+        std::fs::create_dir(&directory).expect("a directory");
+        assert_eq!(
+            path_error(&directory, u64::MAX),
+            format!("{}: not a regular file (a directory)", directory.display())
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_cap_is_refused_and_one_at_the_cap_loads() {
+        let text = "id,title,author,category\n1,A,X,mystery\n";
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("books.csv");
+        std::fs::write(&path, text).expect("written");
+        let size = text.len() as u64;
+
+        assert_eq!(
+            path_error(&path, size - 1),
+            format!(
+                "{}: {size} bytes, over the limit of {} (see --catalog-max-bytes)",
+                path.display(),
+                size - 1
+            )
+        );
+        assert_eq!(from_path(&path, size).map(|c| c.len()).ok(), Some(1));
+    }
+
+    #[test]
+    fn a_file_that_grows_past_the_cap_while_read_fails() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("books.csv");
+        std::fs::write(&path, "0123456789").expect("written");
+        // As if the file had been 4 bytes long when checked.
+        let mut capped = Capped {
+            inner: File::open(&path).expect("opens"),
+            left: 4,
+            max: 4,
+        };
+
+        let mut read = Vec::new();
+        let err = capped.read_to_end(&mut read).expect_err("past the cap");
+
+        assert_eq!(
+            io_problem(err).to_string(),
+            "5 bytes, over the limit of 4 (see --catalog-max-bytes)"
+        );
+    }
+
+    #[test]
+    fn a_json_array_is_checked_book_by_book_and_to_its_end() {
+        let blank = r#"[{"id": 1, "title": "A", "author": "X", "category": "mystery"},
+                        {"id": 2, "title": " ", "author": "X", "category": "mystery"},
+                        {"id": 3, "title": "C", "author": "X", "category": "romance"}]"#;
+        assert_eq!(
+            json_error(blank),
+            "books.json, record 2: title must not be empty"
+        );
+
+        let trailing = r#"[{"id": 1, "title": "A", "author": "X", "category": "mystery"}] []"#;
+        assert!(
+            json_error(trailing).starts_with("books.json, line 1, column "),
+            "{}",
+            json_error(trailing)
+        );
+        assert!(json_error(r#"{"id": 1}"#).contains("an array of books"));
+    }
+
+    #[test]
+    fn titles_and_authors_are_kept_apart() {
+        let catalog = from_csv(
+            "id,title,author,category\n3,Dune,Frank Herbert,science_fiction\n".as_bytes(),
+            "books.csv",
+        )
+        .expect("valid catalog");
+
+        let book = &catalog.books(Category::ScienceFiction)[0];
+        assert_eq!((book.title(), book.author()), ("Dune", "Frank Herbert"));
     }
 }

@@ -6,5 +6,6 @@ mod health_and_reflection;
 mod helpers;
 mod layers;
 mod shutdown;
+mod startup_input;
 mod tls;
 mod wire;
