@@ -105,11 +105,12 @@ impl Recommendations {
             (channel, RecommendationsServiceClient::new(layered))
         };
         Ok(Self {
-            pool: Pool::new(Box::new(connect)),
+            pool: Pool::new(Box::new(connect), settings.max_replicas),
             resolver: Resolver::new(
                 &settings.recommendations_host,
                 settings.recommendations_port,
                 settings.hosts_file.clone(),
+                settings.resolve_timeout,
             ),
             timeout,
             endpoint_calls,
@@ -130,7 +131,10 @@ impl Recommendations {
             loop {
                 tokio::select! {
                     _ = resolve.tick() => this.resolve().await,
-                    _ = probe.tick() => this.pool.probe_down(this.timeout).await,
+                    _ = probe.tick() => {
+                        let left = this.pool.probe_down(this.timeout).await;
+                        this.forget(&left);
+                    }
                 }
             }
         });
@@ -138,12 +142,29 @@ impl Recommendations {
 
     async fn resolve(&self) {
         match self.resolver.resolve().await {
-            Ok(addresses) => self.pool.update(&addresses),
+            Ok(addresses) => {
+                let left = self.pool.update(&addresses);
+                self.forget(&left);
+            }
             Err(err) => tracing::warn!(
                 cause = format!("{err:#}"),
                 known = ?self.pool.addresses(),
                 "cannot resolve the recommendations replicas; keeping the last known"
             ),
+        }
+    }
+
+    /// Removes the per-replica series of replicas that left the pool, so
+    /// that rollouts and scaling do not grow the scrape without end.
+    fn forget(&self, left: &[SocketAddr]) {
+        for addr in left {
+            let endpoint = addr.to_string();
+            for code in ALL_CODES {
+                self.endpoint_calls.remove(&EndpointLabels {
+                    endpoint: endpoint.clone(),
+                    code: code_name(code),
+                });
+            }
         }
     }
 
@@ -246,6 +267,9 @@ impl Recommendations {
     {
         let result = attempt(member.client.clone(), deadline).await;
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        if code == Code::Ok && member.is_down() {
+            self.pool.mark_up(member);
+        }
         self.endpoint_calls
             .get_or_create(&EndpointLabels {
                 endpoint: member.endpoint.clone(),
@@ -255,6 +279,27 @@ impl Recommendations {
         result
     }
 }
+
+/// Every gRPC status code, for removing a replica's series.
+const ALL_CODES: [Code; 17] = [
+    Code::Ok,
+    Code::Cancelled,
+    Code::Unknown,
+    Code::InvalidArgument,
+    Code::DeadlineExceeded,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::PermissionDenied,
+    Code::ResourceExhausted,
+    Code::FailedPrecondition,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unimplemented,
+    Code::Internal,
+    Code::Unavailable,
+    Code::DataLoss,
+    Code::Unauthenticated,
+];
 
 /// Whether a failure is the replica's rather than the request's, so that
 /// another replica may well succeed: UNAVAILABLE (it is gone, refusing, or

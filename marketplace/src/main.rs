@@ -7,8 +7,7 @@ use marketplace::{Application, Cli, Command, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = operations::runtime::build(cli.settings.worker_threads)
-        .and_then(|runtime| runtime.block_on(start(cli)));
+    let result = operations::runtime::run(cli.settings.worker_threads, start(cli));
     operations::telemetry::exit_code("marketplace", result)
 }
 

@@ -109,9 +109,22 @@ pub struct Settings {
     pub resolve_interval: Duration,
 
     /// Resolve RECOMMENDATIONS_HOST from this hosts(5) file instead of DNS
-    /// (every line naming it is a replica).
+    /// (every line naming it is a replica). Read only if it is a regular
+    /// file of at most 1 MiB.
     #[arg(long, env = "MARKETPLACE_HOSTS_FILE", value_name = "PATH")]
     pub hosts_file: Option<PathBuf>,
+
+    /// Longest a lookup of RECOMMENDATIONS_HOST may take; past it the last
+    /// known replicas are kept (and at start the marketplace starts with
+    /// none, to find them at the next interval).
+    #[arg(long, env = "MARKETPLACE_RESOLVE_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub resolve_timeout: Duration,
+
+    /// Most recommendations replicas called at once (a channel, a
+    /// connection and health checks each). When RECOMMENDATIONS_HOST stands
+    /// for more, the others wait as spares and replace replicas that fail.
+    #[arg(long, env = "MARKETPLACE_MAX_REPLICAS", default_value = "64")]
+    pub max_replicas: std::num::NonZeroUsize,
 
     /// Deadline of each call to recommendations (e.g. 1s, 250ms). Past it the
     /// page renders without recommendations.

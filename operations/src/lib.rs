@@ -5,6 +5,7 @@
 //! - [`limits`]: every listener's limits, declared once as settings;
 //! - [`listener`]: accepting connections under a cap, backing off on errors;
 //! - [`http`]: serving a router within those limits (timeouts, caps, 503s);
+//! - [`files`]: reading files named by settings, regular files only, capped;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
 //! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod files;
 pub mod http;
 pub mod limits;
 pub mod listener;

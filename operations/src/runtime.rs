@@ -1,6 +1,6 @@
 //! The tokio runtime both services run on.
 
-use std::num::NonZeroUsize;
+use std::{future::Future, num::NonZeroUsize, time::Duration};
 
 use anyhow::Context;
 use tokio::runtime::{Builder, Runtime};
@@ -28,6 +28,23 @@ pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// Longest the exit waits for blocking threads once `main`'s future is
+/// done: a system resolver or a file read that hangs must not hold it up.
+pub const BLOCKING_EXIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Runs `main` on a runtime from [`build`], then shuts the runtime down
+/// without waiting more than [`BLOCKING_EXIT_TIMEOUT`] for blocking threads
+/// (dropping a runtime would wait for them without end).
+pub fn run<T>(
+    worker_threads: Option<NonZeroUsize>,
+    main: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let runtime = build(worker_threads)?;
+    let result = runtime.block_on(main);
+    runtime.shutdown_timeout(BLOCKING_EXIT_TIMEOUT);
+    result
 }
 
 #[cfg(test)]
@@ -65,5 +82,19 @@ mod tests {
         let runtime = build(None).expect("a runtime");
 
         assert_eq!(runtime.metrics().num_workers(), cpus);
+    }
+
+    #[test]
+    fn a_blocking_thread_that_hangs_does_not_hold_up_the_exit() {
+        let (_release, hang) = std::sync::mpsc::channel::<()>();
+
+        let result = run(NonZeroUsize::new(1), async move {
+            tokio::task::spawn_blocking(move || hang.recv());
+            Ok(7)
+        });
+
+        // Without the timeout, `run` would wait for `_release`, dropped only
+        // after it returns: the test would never end.
+        assert_eq!(result.ok(), Some(7));
     }
 }

@@ -7,12 +7,21 @@
 //! replica that failed out of rotation until it answers a health check
 //! again. The client retries an idempotent call that failed with
 //! UNAVAILABLE once, on another replica (see `client`).
+//!
+//! The pool holds at most `max_replicas` members. When a name stands for
+//! more addresses, the rest wait as spares, and members join out of
+//! rotation, put in by a health check: each probe round replaces the
+//! members out of rotation with spares, so that a name with thousands of
+//! addresses, most of them dead, still finds the live ones while channels,
+//! connections and health checks stay bounded, and pages go only to
+//! replicas that answered.
 
 pub mod discovery;
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     net::SocketAddr,
+    num::NonZeroUsize,
     sync::{
         Arc, RwLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -58,6 +67,9 @@ pub struct Pool<C> {
     members: Members<C>,
     next: Arc<AtomicUsize>,
     connect: Arc<Connect<C>>,
+    max_members: NonZeroUsize,
+    /// Addresses listed by discovery that are not members, over the cap.
+    spares: Arc<RwLock<Vec<SocketAddr>>>,
 }
 
 impl<C> Clone for Pool<C> {
@@ -66,6 +78,8 @@ impl<C> Clone for Pool<C> {
             members: self.members.clone(),
             next: self.next.clone(),
             connect: self.connect.clone(),
+            max_members: self.max_members,
+            spares: self.spares.clone(),
         }
     }
 }
@@ -79,13 +93,34 @@ impl<C> std::fmt::Debug for Pool<C> {
 }
 
 impl<C> Pool<C> {
-    /// An empty pool; `connect` builds the channel of each replica found.
-    pub fn new(connect: Connect<C>) -> Self {
+    /// An empty pool of at most `max_members`; `connect` builds the
+    /// channel of each replica found.
+    pub fn new(connect: Connect<C>, max_members: NonZeroUsize) -> Self {
         Self {
             members: Arc::new(RwLock::new(Arc::from(Vec::new()))),
             next: Arc::new(AtomicUsize::new(0)),
             connect: Arc::new(connect),
+            max_members,
+            spares: Arc::default(),
         }
+    }
+
+    fn join(&self, addr: SocketAddr, down: bool) -> Arc<Member<C>> {
+        let (channel, client) = (self.connect)(addr);
+        Arc::new(Member {
+            addr,
+            endpoint: addr.to_string(),
+            client,
+            channel,
+            down: AtomicBool::new(down),
+        })
+    }
+
+    fn replace_members(&self, members: Vec<Arc<Member<C>>>) {
+        *self
+            .members
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(members);
     }
 
     fn snapshot(&self) -> Arc<[Arc<Member<C>>]> {
@@ -102,41 +137,100 @@ impl<C> Pool<C> {
         self.snapshot().iter().map(|m| m.addr).collect()
     }
 
-    /// Makes the pool hold exactly `addresses`: replicas still listed keep
-    /// their channel (and connection); new ones join in rotation; others go.
-    pub fn update(&self, addresses: &BTreeSet<SocketAddr>) {
-        let current: BTreeMap<SocketAddr, Arc<Member<C>>> = self
-            .snapshot()
+    /// Makes the pool hold `addresses`, at most `max_members` of them:
+    /// replicas still listed keep their channel (and connection), those in
+    /// rotation first; new ones join in rotation; the rest of the list
+    /// waits as spares. Returns the addresses that left the pool.
+    pub fn update(&self, addresses: &BTreeSet<SocketAddr>) -> Vec<SocketAddr> {
+        let current = self.snapshot();
+        let cap = self.max_members.get();
+        let listed = |m: &&Arc<Member<C>>| addresses.contains(&m.addr);
+        let up = current.iter().filter(listed).filter(|m| !m.is_down());
+        let down = current.iter().filter(listed).filter(|m| m.is_down());
+        let mut members: Vec<Arc<Member<C>>> = up.chain(down).take(cap).cloned().collect();
+        let kept: BTreeSet<SocketAddr> = members.iter().map(|m| m.addr).collect();
+        // The spares keep their order (the next to try last), so that
+        // each address is tried in turn; newly listed ones come first, in
+        // random order, so that replicas behind a name that lists more
+        // than the cap share the load over time.
+        let mut spares = self
+            .spares
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let old_spares: BTreeSet<SocketAddr> = spares.iter().copied().collect();
+        spares.retain(|addr| addresses.contains(addr) && !kept.contains(addr));
+        let mut new: Vec<SocketAddr> = addresses
             .iter()
-            .map(|m| (m.addr, m.clone()))
+            .filter(|addr| !kept.contains(addr) && !old_spares.contains(addr))
+            .copied()
             .collect();
-        if current.keys().eq(addresses.iter()) {
-            return;
+        shuffle(&mut new);
+        spares.extend(new);
+        let room = (cap - members.len()).min(spares.len());
+        let first_joining = spares.len() - room;
+        let joining = spares.split_off(first_joining);
+        // When the name lists more than the pool holds, anything may be
+        // behind it (thousands of dead addresses): newcomers then join out
+        // of rotation and are put in by a health check. Otherwise they take
+        // calls at once, as a replica added by scaling up should.
+        let on_probation = !spares.is_empty();
+        for addr in joining {
+            tracing::info!(endpoint = %addr, on_probation, "recommendations replica joins the pool");
+            members.push(self.join(addr, on_probation));
         }
-        let members: Vec<Arc<Member<C>>> = addresses
+        members.sort_by_key(|m| m.addr);
+        let left: Vec<SocketAddr> = current
             .iter()
-            .map(|addr| match current.get(addr) {
-                Some(member) => member.clone(),
-                None => {
-                    tracing::info!(endpoint = %addr, "recommendations replica joins the pool");
-                    let (channel, client) = (self.connect)(*addr);
-                    Arc::new(Member {
-                        addr: *addr,
-                        endpoint: addr.to_string(),
-                        client,
-                        channel,
-                        down: AtomicBool::new(false),
-                    })
-                }
-            })
+            .filter(|m| !members.iter().any(|kept| kept.addr == m.addr))
+            .map(|m| m.addr)
             .collect();
-        for gone in current.keys().filter(|addr| !addresses.contains(addr)) {
+        for gone in &left {
             tracing::info!(endpoint = %gone, "recommendations replica leaves the pool");
         }
-        *self
-            .members
+        drop(spares);
+        let changed = !left.is_empty()
+            || members.len() != current.len()
+            || members
+                .iter()
+                .zip(current.iter())
+                .any(|(a, b)| a.addr != b.addr);
+        if changed {
+            self.replace_members(members);
+        }
+        left
+    }
+
+    /// Swaps each member out of rotation for a spare, if there are spares;
+    /// the spare joins out of rotation, to be put in by a health check.
+    /// Returns the addresses that left the pool.
+    fn swap_down_for_spares(&self) -> Vec<SocketAddr> {
+        let mut spares = self
+            .spares
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::from(members);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if spares.is_empty() {
+            return Vec::new();
+        }
+        let current = self.snapshot();
+        let mut left = Vec::new();
+        let members: Vec<Arc<Member<C>>> = current
+            .iter()
+            .map(|member| match member.is_down().then(|| spares.pop()).flatten() {
+                Some(spare) => {
+                    tracing::debug!(endpoint = %member.addr, spare = %spare, "a replica out of rotation makes room for a spare");
+                    // The one swapped out goes to the back of the spares.
+                    spares.insert(0, member.addr);
+                    left.push(member.addr);
+                    self.join(spare, true)
+                }
+                None => member.clone(),
+            })
+            .collect();
+        drop(spares);
+        if !left.is_empty() {
+            self.replace_members(members);
+        }
+        left
     }
 
     /// The next replica in rotation, other than `avoid`. When every replica
@@ -166,10 +260,22 @@ impl<C> Pool<C> {
         }
     }
 
-    /// Health-checks every replica out of rotation, and puts back those
-    /// that answer SERVING.
-    pub async fn probe_down(&self, timeout: Duration) {
-        for member in self.snapshot().iter().filter(|m| m.is_down()) {
+    /// Puts a replica back in rotation: it answered a call (when every
+    /// replica is out, calls go to them anyway).
+    pub fn mark_up(&self, member: &Member<C>) {
+        if member.down.swap(false, Ordering::Relaxed) {
+            tracing::info!(endpoint = %member.addr, "recommendations replica back in rotation: it answered a call");
+        }
+    }
+
+    /// Swaps the replicas out of rotation for spares, if any, then
+    /// health-checks every replica out of rotation, all at once, and puts
+    /// back those that answer SERVING within `timeout`. Returns the
+    /// addresses that left the pool.
+    pub async fn probe_down(&self, timeout: Duration) -> Vec<SocketAddr> {
+        let left = self.swap_down_for_spares();
+        let members = self.snapshot();
+        let checks = members.iter().filter(|m| m.is_down()).map(|member| async move {
             let mut health = HealthClient::new(member.channel.clone());
             let check = health.check(HealthCheckRequest {
                 service: String::new(),
@@ -180,8 +286,16 @@ impl<C> Pool<C> {
                 member.down.store(false, Ordering::Relaxed);
                 tracing::info!(endpoint = %member.addr, "recommendations replica back in rotation");
             }
-        }
+        });
+        futures_util::future::join_all(checks).await;
+        left
     }
+}
+
+/// Fisher-Yates, with the thread's RNG.
+fn shuffle<T>(items: &mut [T]) {
+    use rand::seq::SliceRandom as _;
+    items.shuffle(&mut rand::rng());
 }
 
 #[cfg(test)]
@@ -193,12 +307,19 @@ mod tests {
     use super::*;
 
     fn pool() -> Pool<SocketAddr> {
-        Pool::new(Box::new(|addr| {
-            let channel = Endpoint::from_shared(format!("http://{addr}"))
-                .map(|e| e.connect_lazy())
-                .unwrap_or_else(|err| panic!("a valid URI: {err}"));
-            (channel, addr)
-        }))
+        pool_of(64)
+    }
+
+    fn pool_of(max: usize) -> Pool<SocketAddr> {
+        Pool::new(
+            Box::new(|addr| {
+                let channel = Endpoint::from_shared(format!("http://{addr}"))
+                    .map(|e| e.connect_lazy())
+                    .unwrap_or_else(|err| panic!("a valid URI: {err}"));
+                (channel, addr)
+            }),
+            NonZeroUsize::new(max).expect("not zero"),
+        )
     }
 
     fn addrs(ports: &[u16]) -> BTreeSet<SocketAddr> {
@@ -276,5 +397,52 @@ mod tests {
             .pick(Some(SocketAddr::from(([127, 0, 0, 1], 3))))
             .expect("member 1");
         assert!(Arc::ptr_eq(&kept, &first) && kept.is_down());
+    }
+
+    #[tokio::test]
+    async fn the_pool_holds_at_most_its_cap_and_swaps_down_members_for_spares() {
+        let pool = pool_of(3);
+        let listed = addrs(&(1..=10).collect::<Vec<_>>());
+
+        let left = pool.update(&listed);
+
+        assert!(left.is_empty());
+        let members = pool.addresses();
+        assert_eq!(members.len(), 3);
+        assert_eq!(pool.spares.read().expect("not poisoned").len(), 7);
+        // With spares, members join out of rotation. One answers (and is
+        // put in); the two others make room for spares.
+        assert!(pool.snapshot().iter().all(|m| m.is_down()));
+        let up = pool.pick(None).expect("a member");
+        pool.mark_up(&up);
+        let swapped = pool.swap_down_for_spares();
+        assert_eq!(swapped.len(), 2);
+        let now = pool.snapshot();
+        assert_eq!(now.len(), 3);
+        assert!(now.iter().any(|m| m.addr == up.addr && !m.is_down()));
+        assert!(
+            now.iter()
+                .filter(|m| m.addr != up.addr)
+                .all(|m| m.is_down())
+        );
+        assert!(
+            swapped
+                .iter()
+                .all(|gone| now.iter().all(|m| m.addr != *gone))
+        );
+        // The members in rotation are kept over others when the list shrinks.
+        let left = pool.update(&listed);
+        assert!(left.is_empty(), "{left:?}");
+        assert!(pool.snapshot().iter().any(|m| m.addr == up.addr));
+    }
+
+    #[tokio::test]
+    async fn an_update_reports_who_left() {
+        let pool = pool();
+        pool.update(&addrs(&[1, 2, 3]));
+
+        let left = pool.update(&addrs(&[2, 3, 4]));
+
+        assert_eq!(left, [SocketAddr::from(([127, 0, 0, 1], 1))]);
     }
 }

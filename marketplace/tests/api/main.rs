@@ -4,6 +4,7 @@
 mod attacks;
 mod balance;
 mod degraded;
+mod discovery;
 mod end_to_end;
 mod helpers;
 mod pages;

@@ -167,10 +167,9 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
             "--rpc-timeout=2s",
         ],
     );
-    let url = format!(
-        "http://{}/",
-        marketplace.serving()["http"].as_str().expect("an address")
-    );
+    let serving = marketplace.serving();
+    let url = format!("http://{}/", serving["http"].as_str().expect("an address"));
+    let admin = serving["admin"].as_str().expect("an address").to_owned();
 
     // 1. Spread: each of three healthy replicas gets 25 % to 42 % of 3,000 pages.
     let load = Load::start(url.clone());
@@ -239,6 +238,23 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
         failed, 0,
         "{failed} of {pages} pages failed while a replica joined"
     );
+
+    // 5. The series of the replica that left (the one killed in 2) are
+    //    gone from the marketplace's metrics; those of the others remain.
+    let series = |metrics: &str, addr: SocketAddr| {
+        metrics
+            .lines()
+            .filter(|line| line.contains(&format!("endpoint=\"{addr}\"")))
+            .count()
+    };
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(series(&metrics, addrs[2]), 0, "{metrics}");
+    assert!(series(&metrics, addrs[3]) > 0, "{metrics}");
 
     assert_eq!(marketplace.terminate(), Some(0));
 }

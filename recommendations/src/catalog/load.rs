@@ -6,15 +6,9 @@
 //! they are read, and only the books are kept, so the peak is the catalog
 //! itself plus an index of ids (see [`Catalog`]).
 
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    fmt,
-    fs::{File, OpenOptions},
-    io::{self, Read},
-    os::unix::fs::OpenOptionsExt as _,
-    path::Path,
-};
+use std::{borrow::Cow, collections::HashMap, fmt, io, path::Path};
+
+use operations::files::{self, FileError};
 
 use serde::{
     Deserialize,
@@ -47,20 +41,12 @@ impl fmt::Display for Location {
 /// What is wrong with a catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
-    /// The file cannot be opened or read.
+    /// The file cannot be read.
     #[error("cannot read it: {0}")]
     Io(#[from] io::Error),
-    /// A FIFO, a device, a directory: nothing that is sure to end.
-    #[error("not a regular file ({0})")]
-    NotAFile(&'static str),
-    /// Larger than the size cap.
-    #[error("{size} bytes, over the limit of {max} (see --catalog-max-bytes)")]
-    TooLarge {
-        /// The file's size, or how much was read before it passed the cap.
-        size: u64,
-        /// The cap.
-        max: u64,
-    },
+    /// Not a regular file, or over the size cap.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The file name says neither CSV nor JSON.
     #[error("unknown format: the file name must end in .csv or .json")]
     UnknownFormat,
@@ -143,82 +129,14 @@ pub(super) fn from_path(path: &Path, max_bytes: u64) -> Result<Catalog, CatalogE
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let open = || -> Result<_, CatalogError> {
-        // Non-blocking, so that opening a FIFO does not wait for a writer;
-        // reads from a regular file are not affected.
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(path)
+        let file = files::open_regular(path, max_bytes, " (see --catalog-max-bytes)")
             .map_err(|e| fail(e.into()))?;
-        let metadata = file.metadata().map_err(|e| fail(e.into()))?;
-        let kind = metadata.file_type();
-        if !kind.is_file() {
-            return Err(fail(Problem::NotAFile(file_kind(kind))));
-        }
-        if metadata.len() > max_bytes {
-            return Err(fail(Problem::TooLarge {
-                size: metadata.len(),
-                max: max_bytes,
-            }));
-        }
-        Ok(io::BufReader::with_capacity(
-            64 * 1024,
-            Capped {
-                inner: file,
-                left: max_bytes,
-                max: max_bytes,
-            },
-        ))
+        Ok(io::BufReader::with_capacity(64 * 1024, file))
     };
     match extension.as_deref() {
         Some("csv") => from_csv(open()?, &name),
         Some("json") => from_json(open()?, &name),
         _ => Err(fail(Problem::UnknownFormat)),
-    }
-}
-
-fn file_kind(kind: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    }
-}
-
-/// A file read to at most `max` bytes: one that grows past the cap while it
-/// is read fails rather than being cut short (which could parse).
-struct Capped {
-    inner: File,
-    left: u64,
-    max: u64,
-}
-
-impl Read for Capped {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // One byte more than is left, to tell "at the cap" from "past it".
-        let want = usize::try_from(self.left.saturating_add(1))
-            .unwrap_or(usize::MAX)
-            .min(buf.len());
-        let read = self.inner.read(&mut buf[..want])?;
-        match self.left.checked_sub(read as u64) {
-            Some(left) => {
-                self.left = left;
-                Ok(read)
-            }
-            None => Err(io::Error::other(Problem::TooLarge {
-                size: self.max + 1,
-                max: self.max,
-            })),
-        }
     }
 }
 
@@ -270,19 +188,12 @@ fn csv_failure(err: csv::Error, name: &str) -> CatalogError {
     }
 }
 
-/// An I/O error, or the size cap passed while reading (see [`Capped`]).
+/// An I/O error, or the size cap passed while reading.
 fn io_problem(err: io::Error) -> Problem {
-    if err
-        .get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<Problem>().is_some())
-    {
-        match err.into_inner().map(|inner| inner.downcast::<Problem>()) {
-            Some(Ok(problem)) => return *problem,
-            Some(Err(other)) => return Problem::Io(io::Error::other(other)),
-            None => unreachable!("checked above"),
-        }
+    match FileError::from_read(err) {
+        FileError::Io(err) => Problem::Io(err),
+        other => Problem::File(other),
     }
-    Problem::Io(err)
 }
 
 pub(super) fn from_json<R: io::Read>(input: R, name: &str) -> Result<Catalog, CatalogError> {
@@ -643,27 +554,6 @@ mod tests {
             )
         );
         assert_eq!(from_path(&path, size).map(|c| c.len()).ok(), Some(1));
-    }
-
-    #[test]
-    fn a_file_that_grows_past_the_cap_while_read_fails() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let path = dir.path().join("books.csv");
-        std::fs::write(&path, "0123456789").expect("written");
-        // As if the file had been 4 bytes long when checked.
-        let mut capped = Capped {
-            inner: File::open(&path).expect("opens"),
-            left: 4,
-            max: 4,
-        };
-
-        let mut read = Vec::new();
-        let err = capped.read_to_end(&mut read).expect_err("past the cap");
-
-        assert_eq!(
-            io_problem(err).to_string(),
-            "5 bytes, over the limit of 4 (see --catalog-max-bytes)"
-        );
     }
 
     #[test]
