@@ -3,13 +3,16 @@
 //! when the replica is found and shared by every request, with the client
 //! layers (logging, metrics, deadline) around each.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 
 use operations::{
     metrics::{RpcMetrics, code_name},
-    rpc::{CallDeadline, Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer},
+    rpc::{
+        CallDeadline, Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer,
+        code_of_error,
+    },
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -27,7 +30,7 @@ use tonic::{
 use tower::ServiceBuilder;
 
 use crate::{
-    balance::{Member, Pool, discovery::Resolver},
+    balance::{Ejection, Member, Pool, discovery::Resolver, retry_budget::RetryBudget},
     category::Category,
     settings::Settings,
 };
@@ -55,6 +58,7 @@ pub struct EndpointLabels {
 pub struct Recommendations {
     pool: Pool<Client>,
     resolver: Resolver,
+    retry_budget: Arc<RetryBudget>,
     timeout: Duration,
     endpoint_calls: Family<EndpointLabels, Counter>,
 }
@@ -105,7 +109,18 @@ impl Recommendations {
             (channel, RecommendationsServiceClient::new(layered))
         };
         Ok(Self {
-            pool: Pool::new(Box::new(connect), settings.max_replicas),
+            pool: Pool::new(
+                Box::new(connect),
+                settings.max_replicas,
+                Ejection {
+                    base: settings.base_ejection_time,
+                    max: settings.max_ejection_time,
+                },
+            ),
+            retry_budget: Arc::new(RetryBudget::new(
+                settings.retry_budget_ratio,
+                settings.retry_budget_min_per_second,
+            )),
             resolver: Resolver::new(
                 &settings.recommendations_host,
                 settings.recommendations_port,
@@ -212,35 +227,45 @@ impl Recommendations {
     }
 
     /// Runs an idempotent call on the next replica; if it fails with a
-    /// status that says "this replica, not this request" (UNAVAILABLE, or a
-    /// broken connection), takes that replica out of rotation and tries once
-    /// more on another, all within one deadline.
+    /// status that says "this replica, not this request" (UNAVAILABLE, a
+    /// broken connection, a missed deadline), ejects that replica and, if
+    /// the deadline leaves time for it and the retry budget allows, tries
+    /// once more on another, within the same deadline.
     async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, Status>
     where
         F: Fn(Client, Instant) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + self.timeout;
+        self.retry_budget.deposit();
         let attempts = async {
             let first = self
                 .pool
                 .pick(None)
                 .ok_or_else(|| Status::unavailable("no recommendations replica is known yet"))?;
-            match self.attempt(&first, &attempt, deadline).await {
-                Err(status) if replica_failed(&status) => {
-                    self.pool.mark_down(&first);
-                    let Some(second) = self.pool.pick(Some(first.addr)) else {
-                        return Err(status);
-                    };
-                    tracing::info!(from = %first.addr, to = %second.addr, "retrying on another replica");
-                    let result = self.attempt(&second, &attempt, deadline).await;
-                    if matches!(&result, Err(status) if replica_failed(status)) {
-                        self.pool.mark_down(&second);
-                    }
-                    result
-                }
-                other => other,
+            let status = match self.attempt(&first, &attempt, deadline).await {
+                Err(status) if replica_failed(&status) => status,
+                other => return other,
+            };
+            self.pool.eject(&first);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < self.timeout.mul_f64(MIN_RETRY_SHARE) {
+                tracing::debug!(from = %first.addr, ?left, "not retried: too little of the deadline is left");
+                return Err(status);
             }
+            let Some(second) = self.pool.pick(Some(first.addr)) else {
+                return Err(status);
+            };
+            if !self.retry_budget.try_withdraw() {
+                tracing::debug!(from = %first.addr, "not retried: the retry budget is spent");
+                return Err(status);
+            }
+            tracing::info!(from = %first.addr, to = %second.addr, "retrying on another replica");
+            let result = self.attempt(&second, &attempt, deadline).await;
+            if matches!(&result, Err(status) if replica_failed(status)) {
+                self.pool.eject(&second);
+            }
+            result
         };
         // Each attempt ends itself at this same instant (CallDeadline), and is
         // polled first, so it is observed as DEADLINE_EXCEEDED; this timer
@@ -255,6 +280,20 @@ impl Recommendations {
             })
     }
 
+    /// tonic's channel ends a call at its `grpc-timeout` with its own timer,
+    /// which the generated client reports as CANCELLED ("Timeout
+    /// expired"); it is this call's deadline, and says so.
+    fn deadline_as_such(&self, status: Status) -> Status {
+        let timed_out = status.code() == Code::Cancelled
+            && std::error::Error::source(&status)
+                .is_some_and(|source| code_of_error(source) == Code::DeadlineExceeded);
+        if timed_out {
+            Status::deadline_exceeded(format!("no answer within the {:?} deadline", self.timeout))
+        } else {
+            status
+        }
+    }
+
     async fn attempt<T, F, Fut>(
         &self,
         member: &Member<Client>,
@@ -265,10 +304,12 @@ impl Recommendations {
         F: Fn(Client, Instant) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let result = attempt(member.client.clone(), deadline).await;
+        let result = attempt(member.client.clone(), deadline)
+            .await
+            .map_err(|status| self.deadline_as_such(status));
         let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        if code == Code::Ok && member.is_down() {
-            self.pool.mark_up(member);
+        if code == Code::Ok {
+            self.pool.answered(member);
         }
         self.endpoint_calls
             .get_or_create(&EndpointLabels {
@@ -279,6 +320,11 @@ impl Recommendations {
         result
     }
 }
+
+/// The least share of the deadline worth a retry: with less left, another
+/// replica could not answer in time anyway, and the page is better served
+/// at once without recommendations.
+const MIN_RETRY_SHARE: f64 = 0.1;
 
 /// Every gRPC status code, for removing a replica's series.
 const ALL_CODES: [Code; 17] = [
@@ -302,13 +348,15 @@ const ALL_CODES: [Code; 17] = [
 ];
 
 /// Whether a failure is the replica's rather than the request's, so that
-/// another replica may well succeed: UNAVAILABLE (it is gone, refusing, or
-/// draining), or any status made on this side from a broken connection
-/// rather than sent by the replica. tonic keeps the transport error as the
-/// status's source, and maps some of them to codes that look final: a call
-/// refused by a replica's GOAWAY as it shuts down arrives as INTERNAL ("h2
-/// protocol error"), a reset connection as UNKNOWN. Our calls are
-/// idempotent reads, so one more try elsewhere is always safe.
+/// the replica is ejected and another may well succeed: UNAVAILABLE (it is
+/// gone, refusing, or draining), DEADLINE_EXCEEDED (it is too slow: the
+/// others answer in time), or any status made on this side from a broken
+/// connection rather than sent by the replica. tonic keeps the transport
+/// error as the status's source, and maps some of them to codes that look
+/// final: a call refused by a replica's GOAWAY as it shuts down arrives as
+/// INTERNAL ("h2 protocol error"), a reset connection as UNKNOWN. Our calls
+/// are idempotent reads, so one more try elsewhere is always safe.
 fn replica_failed(status: &Status) -> bool {
-    status.code() == Code::Unavailable || std::error::Error::source(status).is_some()
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+        || std::error::Error::source(status).is_some()
 }

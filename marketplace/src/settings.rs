@@ -126,6 +126,31 @@ pub struct Settings {
     #[arg(long, env = "MARKETPLACE_MAX_REPLICAS", default_value = "64")]
     pub max_replicas: std::num::NonZeroUsize,
 
+    /// How long a replica that fails a call (refused, broken connection,
+    /// missed deadline) is out of rotation the first time; each consecutive
+    /// ejection doubles it, however well the replica answers health checks.
+    #[arg(long, env = "MARKETPLACE_BASE_EJECTION_TIME", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub base_ejection_time: Duration,
+
+    /// The longest ejection; a replica that served well for this long
+    /// starts again from --base-ejection-time.
+    #[arg(long, env = "MARKETPLACE_MAX_EJECTION_TIME", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub max_ejection_time: Duration,
+
+    /// Retries to another replica, as a share of calls (0.2: at most one
+    /// retry per five calls, plus the floor below), so that when every
+    /// replica is sick the marketplace does not double the load on them.
+    #[arg(long, env = "MARKETPLACE_RETRY_BUDGET_RATIO", default_value_t = 0.2, value_parser = retry_ratio)]
+    pub retry_budget_ratio: f64,
+
+    /// Retries allowed each second whatever the ratio says.
+    #[arg(
+        long,
+        env = "MARKETPLACE_RETRY_BUDGET_MIN_PER_SECOND",
+        default_value_t = 10
+    )]
+    pub retry_budget_min_per_second: u32,
+
     /// Deadline of each call to recommendations (e.g. 1s, 250ms). Past it the
     /// page renders without recommendations.
     #[arg(long, env = "MARKETPLACE_RPC_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
@@ -196,6 +221,15 @@ impl Settings {
         } else {
             format!("http://{host}:{}", self.recommendations_port)
         }
+    }
+}
+
+/// A retry ratio: a number from 0 to 10.
+fn retry_ratio(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(ratio) if (0.0..=10.0).contains(&ratio) => Ok(ratio),
+        Ok(_) => Err("must be between 0 and 10".to_owned()),
+        Err(err) => Err(err.to_string()),
     }
 }
 

@@ -8,6 +8,16 @@
 //! again. The client retries an idempotent call that failed with
 //! UNAVAILABLE once, on another replica (see `client`).
 //!
+//! Taking a replica out is outlier ejection with back-off, as Envoy does
+//! it: a replica that fails a call (refuses it, breaks the connection, or
+//! misses the deadline) is out for [`Ejection::base`], doubled with each
+//! consecutive ejection up to [`Ejection::max`], however well it answers
+//! health checks meanwhile. When the time is up and a health check passes,
+//! it is back on probation: one call at a time until one succeeds. So a
+//! replica that answers health at once but is slow where it matters costs
+//! one page per ejection, ever rarer, instead of every page it is given
+//! for a deadline each time a probe lets it back in.
+//!
 //! The pool holds at most `max_replicas` members. When a name stands for
 //! more addresses, the rest wait as spares, and members join out of
 //! rotation, put in by a health check: each probe round replaces the
@@ -17,17 +27,20 @@
 //! replicas that answered.
 
 pub mod discovery;
+pub mod retry_budget;
 
 use std::{
     collections::BTreeSet,
     net::SocketAddr,
     num::NonZeroUsize,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
+
+use tokio::time::Instant;
 
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -45,13 +58,80 @@ pub struct Member<C> {
     pub client: C,
     /// The bare channel, for health checks that should not count as calls.
     channel: Channel,
+    /// Out of rotation.
     down: AtomicBool,
+    /// Back in rotation after an ejection, until a call succeeds.
+    on_probation: AtomicBool,
+    /// A probation call is in flight (one at a time).
+    probing: AtomicBool,
+    ejections: Mutex<Ejections>,
+}
+
+/// A replica's ejection history.
+#[derive(Debug, Default)]
+struct Ejections {
+    /// Consecutive ejections.
+    count: u32,
+    /// Out of rotation until then, whatever health checks say.
+    until: Option<Instant>,
+    /// When it last came back fully (a call succeeded after an ejection).
+    back_since: Option<Instant>,
 }
 
 impl<C> Member<C> {
     /// Whether the replica is out of rotation.
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::Relaxed)
+    }
+
+    fn ejections(&self) -> std::sync::MutexGuard<'_, Ejections> {
+        // A poisoned lock only means a panic while updating plain numbers.
+        self.ejections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How long replicas that fail calls are out of rotation.
+#[derive(Clone, Copy, Debug)]
+pub struct Ejection {
+    /// The first ejection's length, doubled with each consecutive one.
+    pub base: Duration,
+    /// The longest ejection. A replica that served well for this long
+    /// starts again from `base`.
+    pub max: Duration,
+}
+
+impl Ejection {
+    /// The length of the `count`-th consecutive ejection (from 1).
+    pub fn length(&self, count: u32) -> Duration {
+        let doublings = count.saturating_sub(1).min(30);
+        self.base.saturating_mul(1 << doublings).min(self.max)
+    }
+}
+
+/// A replica picked for a call. A probation call holds the replica's only
+/// probation slot until this is dropped.
+#[derive(Debug)]
+pub struct Picked<C> {
+    /// The replica.
+    pub member: Arc<Member<C>>,
+    probation: bool,
+}
+
+impl<C> std::ops::Deref for Picked<C> {
+    type Target = Member<C>;
+
+    fn deref(&self) -> &Member<C> {
+        &self.member
+    }
+}
+
+impl<C> Drop for Picked<C> {
+    fn drop(&mut self) {
+        if self.probation {
+            self.member.probing.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -70,6 +150,7 @@ pub struct Pool<C> {
     max_members: NonZeroUsize,
     /// Addresses listed by discovery that are not members, over the cap.
     spares: Arc<RwLock<Vec<SocketAddr>>>,
+    ejection: Ejection,
 }
 
 impl<C> Clone for Pool<C> {
@@ -80,6 +161,7 @@ impl<C> Clone for Pool<C> {
             connect: self.connect.clone(),
             max_members: self.max_members,
             spares: self.spares.clone(),
+            ejection: self.ejection,
         }
     }
 }
@@ -93,15 +175,17 @@ impl<C> std::fmt::Debug for Pool<C> {
 }
 
 impl<C> Pool<C> {
-    /// An empty pool of at most `max_members`; `connect` builds the
-    /// channel of each replica found.
-    pub fn new(connect: Connect<C>, max_members: NonZeroUsize) -> Self {
+    /// An empty pool of at most `max_members`, ejecting replicas that fail
+    /// for as long as `ejection` says; `connect` builds the channel of each
+    /// replica found.
+    pub fn new(connect: Connect<C>, max_members: NonZeroUsize, ejection: Ejection) -> Self {
         Self {
             members: Arc::new(RwLock::new(Arc::from(Vec::new()))),
             next: Arc::new(AtomicUsize::new(0)),
             connect: Arc::new(connect),
             max_members,
             spares: Arc::default(),
+            ejection,
         }
     }
 
@@ -113,6 +197,9 @@ impl<C> Pool<C> {
             client,
             channel,
             down: AtomicBool::new(down),
+            on_probation: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            ejections: Mutex::default(),
         })
     }
 
@@ -233,10 +320,11 @@ impl<C> Pool<C> {
         left
     }
 
-    /// The next replica in rotation, other than `avoid`. When every replica
-    /// is out of rotation, the next one anyway: a call that may fail beats a
+    /// The next replica in rotation, other than `avoid`; one on probation
+    /// only if no probation call is in flight to it. When every replica is
+    /// out of rotation, the next one anyway: a call that may fail beats a
     /// page that surely does.
-    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Arc<Member<C>>> {
+    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Picked<C>> {
         let members = self.snapshot();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let candidates = (0..members.len())
@@ -244,38 +332,96 @@ impl<C> Pool<C> {
             .filter(|m| Some(m.addr) != avoid);
         let mut fallback = None;
         for member in candidates {
-            if !member.is_down() {
-                return Some(member.clone());
+            if member.is_down() {
+                fallback.get_or_insert(member);
+                continue;
             }
-            fallback.get_or_insert(member);
+            if !member.on_probation.load(Ordering::Relaxed) {
+                return Some(Picked {
+                    member: member.clone(),
+                    probation: false,
+                });
+            }
+            if member
+                .probing
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Some(Picked {
+                    member: member.clone(),
+                    probation: true,
+                });
+            }
         }
-        fallback.cloned()
+        fallback.map(|member| Picked {
+            member: member.clone(),
+            probation: false,
+        })
     }
 
-    /// Takes a replica out of rotation until [`Pool::probe_down`] finds it
-    /// serving again.
-    pub fn mark_down(&self, member: &Member<C>) {
-        if !member.down.swap(true, Ordering::Relaxed) {
-            tracing::warn!(endpoint = %member.addr, "recommendations replica out of rotation");
-        }
+    /// Ejects a replica that failed a call: out of rotation for the next
+    /// ejection's length (see [`Ejection`]), until a health check then
+    /// passes.
+    pub fn eject(&self, member: &Member<C>) {
+        let now = Instant::now();
+        let length = {
+            let mut ejections = member.ejections();
+            if ejections.until.is_some_and(|until| until > now) {
+                // Already out: another call in flight to it failed too.
+                return;
+            }
+            if ejections
+                .back_since
+                .is_some_and(|since| now.duration_since(since) >= self.ejection.max)
+            {
+                ejections.count = 0;
+            }
+            ejections.count = ejections.count.saturating_add(1);
+            let length = self.ejection.length(ejections.count);
+            ejections.until = Some(now + length);
+            ejections.back_since = None;
+            length
+        };
+        member.on_probation.store(false, Ordering::Relaxed);
+        member.down.store(true, Ordering::Relaxed);
+        tracing::warn!(
+            endpoint = %member.addr,
+            out_for = ?length,
+            "recommendations replica out of rotation"
+        );
     }
 
-    /// Puts a replica back in rotation: it answered a call (when every
-    /// replica is out, calls go to them anyway).
-    pub fn mark_up(&self, member: &Member<C>) {
-        if member.down.swap(false, Ordering::Relaxed) {
+    /// Notes that a replica answered a call: one on probation is fully
+    /// back, and one out of rotation (tried because every replica was) is
+    /// put back.
+    pub fn answered(&self, member: &Member<C>) {
+        if !member.is_down() && !member.on_probation.load(Ordering::Relaxed) {
+            return;
+        }
+        let was_down = member.down.swap(false, Ordering::Relaxed);
+        let was_on_probation = member.on_probation.swap(false, Ordering::Relaxed);
+        if was_down || was_on_probation {
+            let mut ejections = member.ejections();
+            ejections.until = None;
+            ejections.back_since = Some(Instant::now());
+            drop(ejections);
             tracing::info!(endpoint = %member.addr, "recommendations replica back in rotation: it answered a call");
         }
     }
 
     /// Swaps the replicas out of rotation for spares, if any, then
-    /// health-checks every replica out of rotation, all at once, and puts
-    /// back those that answer SERVING within `timeout`. Returns the
+    /// health-checks every replica out of rotation whose ejection is over,
+    /// all at once, and puts back those that answer SERVING within
+    /// `timeout` (on probation if they were ejected). Returns the
     /// addresses that left the pool.
     pub async fn probe_down(&self, timeout: Duration) -> Vec<SocketAddr> {
         let left = self.swap_down_for_spares();
         let members = self.snapshot();
-        let checks = members.iter().filter(|m| m.is_down()).map(|member| async move {
+        let now = Instant::now();
+        let due = |member: &&Arc<Member<C>>| {
+            member.is_down() && member.ejections().until.is_none_or(|until| until <= now)
+        };
+        let checks = members.iter().filter(due).map(|member| async move {
             let mut health = HealthClient::new(member.channel.clone());
             let check = health.check(HealthCheckRequest {
                 service: String::new(),
@@ -283,8 +429,11 @@ impl<C> Pool<C> {
             if let Ok(Ok(response)) = tokio::time::timeout(timeout, check).await
                 && response.into_inner().status() == ServingStatus::Serving
             {
+                // After an ejection, one call at a time until one succeeds.
+                let ejected = member.ejections().count > 0;
+                member.on_probation.store(ejected, Ordering::Relaxed);
                 member.down.store(false, Ordering::Relaxed);
-                tracing::info!(endpoint = %member.addr, "recommendations replica back in rotation");
+                tracing::info!(endpoint = %member.addr, on_probation = ejected, "recommendations replica back in rotation");
             }
         });
         futures_util::future::join_all(checks).await;
@@ -319,6 +468,10 @@ mod tests {
                 (channel, addr)
             }),
             NonZeroUsize::new(max).expect("not zero"),
+            Ejection {
+                base: Duration::from_secs(2),
+                max: Duration::from_secs(300),
+            },
         )
     }
 
@@ -351,8 +504,8 @@ mod tests {
     async fn a_replica_out_of_rotation_is_skipped_and_avoid_is_honoured() {
         let pool = pool();
         pool.update(&addrs(&[1, 2, 3]));
-        let down = pool.pick(None).expect("a member");
-        pool.mark_down(&down);
+        let down = pool.pick(None).expect("a member").member.clone();
+        pool.eject(&down);
 
         for _ in 0..30 {
             let picked = pool.pick(None).expect("a member");
@@ -368,7 +521,7 @@ mod tests {
         pool.update(&addrs(&[1, 2]));
         for _ in 0..2 {
             let member = pool.pick(None).expect("a member");
-            pool.mark_down(&member);
+            pool.eject(&member);
         }
 
         assert!(pool.pick(None).is_some());
@@ -385,7 +538,7 @@ mod tests {
         let first = pool
             .pick(Some(SocketAddr::from(([127, 0, 0, 1], 2))))
             .expect("member 1");
-        pool.mark_down(&first);
+        pool.eject(&first);
 
         pool.update(&addrs(&[1, 3]));
 
@@ -396,7 +549,7 @@ mod tests {
         let kept = pool
             .pick(Some(SocketAddr::from(([127, 0, 0, 1], 3))))
             .expect("member 1");
-        assert!(Arc::ptr_eq(&kept, &first) && kept.is_down());
+        assert!(Arc::ptr_eq(&kept.member, &first.member) && kept.is_down());
     }
 
     #[tokio::test]
@@ -414,7 +567,7 @@ mod tests {
         // put in); the two others make room for spares.
         assert!(pool.snapshot().iter().all(|m| m.is_down()));
         let up = pool.pick(None).expect("a member");
-        pool.mark_up(&up);
+        pool.answered(&up);
         let swapped = pool.swap_down_for_spares();
         assert_eq!(swapped.len(), 2);
         let now = pool.snapshot();
@@ -444,5 +597,75 @@ mod tests {
         let left = pool.update(&addrs(&[2, 3, 4]));
 
         assert_eq!(left, [SocketAddr::from(([127, 0, 0, 1], 1))]);
+    }
+
+    #[test]
+    fn each_consecutive_ejection_is_twice_as_long_up_to_the_maximum() {
+        let ejection = Ejection {
+            base: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+        };
+
+        let lengths: Vec<u64> = (1..=7).map(|n| ejection.length(n).as_secs()).collect();
+
+        assert_eq!(lengths, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(ejection.length(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejected_replica_is_not_probed_before_its_time_then_is_on_probation() {
+        // Nothing listens: health checks fail, so state only changes by the
+        // ejection clock and by calls.
+        let pool = pool();
+        pool.update(&addrs(&[1, 2]));
+        let slow = pool.pick(None).expect("a member").member.clone();
+
+        pool.eject(&slow);
+        // Out for 2 s, whatever happens meanwhile; the other one takes calls.
+        for _ in 0..10 {
+            assert_ne!(pool.pick(None).expect("a member").addr, slow.addr);
+        }
+        assert!(slow.ejections().until.is_some());
+
+        // Back (as a health check would put it) after the ejection: on
+        // probation, one call at a time.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        slow.on_probation.store(true, Ordering::Relaxed);
+        slow.down.store(false, Ordering::Relaxed);
+        let probation: Vec<Picked<SocketAddr>> = (0..6)
+            .filter_map(|_| pool.pick(None))
+            .filter(|picked| picked.addr == slow.addr)
+            .collect();
+        assert_eq!(probation.len(), 1, "one probation call at a time");
+        assert!(probation[0].probation);
+
+        // Its probation call fails: out again, for twice as long.
+        pool.eject(&slow);
+        drop(probation);
+        let until = slow.ejections().until.expect("ejected");
+        assert_eq!(until - Instant::now(), Duration::from_secs(4));
+
+        // A call it then answers (every replica being out) brings it back.
+        pool.answered(&slow);
+        assert!(!slow.is_down());
+        assert_eq!(slow.ejections().count, 2, "the history is kept");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_that_served_well_for_the_maximum_starts_again_from_the_base() {
+        let pool = pool();
+        pool.update(&addrs(&[1]));
+        let member = pool.pick(None).expect("a member").member.clone();
+        for _ in 0..3 {
+            pool.eject(&member);
+            tokio::time::advance(Duration::from_secs(20)).await;
+            pool.answered(&member);
+        }
+        assert_eq!(member.ejections().count, 3);
+
+        tokio::time::advance(Duration::from_secs(300)).await;
+        pool.eject(&member);
+
+        assert_eq!(member.ejections().count, 1);
     }
 }

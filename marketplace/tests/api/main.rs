@@ -7,6 +7,7 @@ mod degraded;
 mod discovery;
 mod end_to_end;
 mod helpers;
+mod outliers;
 mod pages;
 mod replicas;
 mod shutdown;
