@@ -176,6 +176,14 @@ run_stack() {
     [ "$(grep -c '"id"' <<<"$legacy")" -eq 3 ] || fail "legacy Recommend: $legacy"
     [ "$(grep -c '"author"' <<<"$v1")" -eq 3 ] || fail "v1 Recommend: $v1"
     log "$label: Recommend through the published port: 3 books on both contracts"
+    if [ -n "${GRPCURL_REFUSED:-}" ]; then
+        # shellcheck disable=SC2086 # GRPCURL_REFUSED is a list of flags
+        if grpcurl $GRPCURL_REFUSED -d '{}' "127.0.0.1:$BOOKSTORE_GRPC_PORT" \
+            Recommendations/Recommend >/dev/null 2>&1; then
+            fail "a certificate that is no allowed client identity got in"
+        fi
+        log "$label: the server's own certificate is refused as a client's"
+    fi
 
     ids=("$(container recommendations)" "$(container marketplace)")
     log "$label: stopping the stack with SIGTERM"
@@ -201,5 +209,6 @@ export BOOKSTORE_CERTS="$SCRATCH/certs"
 bash scripts/gen-certs.sh "$BOOKSTORE_CERTS" >/dev/null
 FILES=(-f docker-compose.yaml -f docker-compose.tls.yaml)
 GRPCURL_TLS="-cacert $BOOKSTORE_CERTS/ca.pem -cert $BOOKSTORE_CERTS/marketplace.pem -key $BOOKSTORE_CERTS/marketplace.key"
+GRPCURL_REFUSED="-cacert $BOOKSTORE_CERTS/ca.pem -cert $BOOKSTORE_CERTS/recommendations.pem -key $BOOKSTORE_CERTS/recommendations.key"
 run_stack "mutual TLS"
 log "PASSED"

@@ -3,8 +3,8 @@
 # made with openssl as in the tutorial's "Securing Channels":
 #   ca.pem, ca.key                        the development CA
 #   recommendations.pem, .key             server certificate for "recommendations",
-#                                         "localhost" and 127.0.0.1 (serverAuth, and
-#                                         clientAuth: its healthcheck presents it)
+#                                         "localhost" and 127.0.0.1 (serverAuth only:
+#                                         it is no client identity)
 #   marketplace.pem, .key                 client certificate for marketplace (clientAuth)
 # Usage: scripts/gen-certs.sh [DIR]   (default: certs/, which .gitignore keeps out of git)
 #
@@ -34,7 +34,7 @@ issue() { # name, extensions
     rm -f "$1.csr"
 }
 issue recommendations "subjectAltName=DNS:recommendations,DNS:localhost,IP:127.0.0.1
-extendedKeyUsage=serverAuth,clientAuth"
+extendedKeyUsage=serverAuth"
 issue marketplace "subjectAltName=DNS:marketplace
 extendedKeyUsage=clientAuth"
 rm -f ca.srl

@@ -5,7 +5,13 @@
 use std::{path::Path, sync::Arc};
 
 use anyhow::{Context, anyhow, ensure};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme,
+    client::danger::HandshakeSignatureValid,
+    crypto::WebPkiSupportedAlgorithms,
+    server::danger::{ClientCertVerified, ClientCertVerifier},
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Reads a PEM file of one or more certificates; `what` names it in errors
@@ -37,14 +43,25 @@ pub fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
-/// The server side: serve with `cert` and `key`; with `client_ca`, require
-/// and verify client certificates signed by it (mutual TLS). HTTP/2 only
-/// (ALPN `h2`), as gRPC needs. The handshake itself is the listener's, so
-/// that it can be given a time limit.
+/// Who may connect under mutual TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAuth<'a> {
+    /// PEM CA that client certificates must be signed by.
+    pub ca: &'a Path,
+    /// DNS names, one of which a client certificate must carry (as a
+    /// subject alternative name).
+    pub names: &'a [String],
+}
+
+/// The server side: serve with `cert` and `key`; with `clients`, require
+/// client certificates signed by its CA, meant for client authentication
+/// and carrying one of its names (mutual TLS). HTTP/2 only (ALPN `h2`), as
+/// gRPC needs. The handshake itself is the listener's, so that it can be
+/// given a time limit.
 pub fn server_config(
     cert: &Path,
     key: &Path,
-    client_ca: Option<&Path>,
+    clients: Option<ClientAuth<'_>>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let chain = CertificateDer::pem_slice_iter(&read_certificates(cert, "TLS certificate")?)
         .collect::<Result<Vec<_>, _>>()
@@ -64,8 +81,8 @@ pub fn server_config(
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("rustls has no safe protocol version")?;
-    let builder = match client_ca {
-        Some(ca) => {
+    let builder = match clients {
+        Some(ClientAuth { ca, names }) => {
             let mut roots = rustls::RootCertStore::empty();
             for der in CertificateDer::pem_slice_iter(&read_certificates(ca, "client CA")?) {
                 let der = der.map_err(|err| {
@@ -81,7 +98,9 @@ pub fn server_config(
                     )
                 })?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            let anchors = roots.roots.clone();
+            let algorithms = provider.signature_verification_algorithms;
+            let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
             )
@@ -89,7 +108,23 @@ pub fn server_config(
             .with_context(|| {
                 format!("the client CA file {} cannot verify clients", ca.display())
             })?;
-            builder.with_client_cert_verifier(verifier)
+            let names = names
+                .iter()
+                .map(|name| {
+                    ServerName::try_from(name.clone())
+                        .map_err(|err| anyhow!("the client name {name:?} is not a DNS name: {err}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            ensure!(
+                !names.is_empty(),
+                "mutual TLS needs at least one client name to allow"
+            );
+            builder.with_client_cert_verifier(Arc::new(NamedClients {
+                inner,
+                anchors,
+                algorithms,
+                names,
+            }))
         }
         None => builder.with_no_client_auth(),
     };
@@ -106,6 +141,89 @@ pub fn server_config(
         })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The OID of the client authentication purpose (1.3.6.1.5.5.7.3.2), as
+/// webpki takes it.
+const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// Client certificates as rustls's WebPKI verifier checks them (signed by
+/// the CA, in date, proving the key), and besides: meant for client
+/// authentication (the extended key usage is required, where WebPKI
+/// accepts a certificate with none, so that a server certificate signed by
+/// the same CA is no client identity), and carrying one of the allowed
+/// names.
+#[derive(Debug)]
+struct NamedClients {
+    inner: Arc<dyn ClientCertVerifier>,
+    anchors: Vec<rustls_pki_types::TrustAnchor<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+    names: Vec<ServerName<'static>>,
+}
+
+impl ClientCertVerifier for NamedClients {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        cert.verify_for_usage(
+            self.algorithms.all,
+            &self.anchors,
+            intermediates,
+            now,
+            webpki::KeyUsage::required(CLIENT_AUTH),
+            None,
+            None,
+        )
+        .map_err(|err| {
+            tracing::debug!(cause = %err, "a client certificate is refused: not for client authentication");
+            rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose)
+        })?;
+        if !self
+            .names
+            .iter()
+            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
+        {
+            tracing::debug!("a client certificate is refused: none of the allowed names");
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The client side: verify the server against `ca` under the name

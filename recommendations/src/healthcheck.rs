@@ -4,10 +4,10 @@
 //!
 //! With TLS on, the check speaks TLS with the server's own settings: it
 //! accepts exactly the certificate of RECOMMENDATIONS_TLS_CERT (pinned: it
-//! checks its own process over loopback, so no CA is involved), and with
-//! mutual TLS it presents that certificate and key as its client identity,
-//! so the server certificate must then be signed by the client CA and allow
-//! client authentication (scripts/gen-certs.sh makes it so).
+//! checks its own process over loopback, so no CA is involved). Under
+//! mutual TLS the process holds no client identity the server accepts (its
+//! own certificate is no client certificate), so the check asks the admin
+//! listener's `/readyz` instead, which follows the same serving status.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -39,14 +39,19 @@ pub async fn check_local(settings: &Settings, timeout: Duration) -> anyhow::Resu
                         cert.display()
                     )
                 })?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|err| {
+            // Read, so that a broken file fails the check as it fails the
+            // server.
+            PrivateKeyDer::from_pem_file(key).map_err(|err| {
                 anyhow!(
                     "cannot read the TLS private key file {}: {err}",
                     key.display()
                 )
             })?;
-            let mutual = settings.tls_client_ca.is_some();
-            check_tls(addr, chain, key, mutual, timeout).await
+            if settings.tls_client_ca.is_some() {
+                let admin = operations::admin::local_probe_address(settings.admin_listen);
+                return operations::admin::probe(admin, "/readyz", timeout).await;
+            }
+            check_tls(addr, chain, timeout).await
         }
         _ => check(addr, timeout).await,
     }
@@ -69,8 +74,6 @@ pub async fn check(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
 async fn check_tls(
     addr: SocketAddr,
     chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    mutual: bool,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let own = chain
@@ -83,13 +86,7 @@ async fn check_tls(
         .context("TLS protocol versions")?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned { own, provider }));
-    let mut config = if mutual {
-        builder
-            .with_client_auth_cert(chain, key)
-            .context("the server's own identity as client certificate")?
-    } else {
-        builder.with_no_client_auth()
-    };
+    let mut config = builder.with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let connect = tower::service_fn(move |_uri| {

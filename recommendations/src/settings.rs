@@ -7,6 +7,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use operations::{
     LogFormat,
     limits::{AdminLimits, GrpcLimits, with_env_prefix},
+    tls::ClientAuth,
 };
 
 /// Recommends books by category over gRPC (the bookstore's Recommendations
@@ -102,7 +103,8 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
 
     /// PEM CA certificate(s): with it, clients must present a certificate
-    /// signed by this CA (mutual TLS). Requires --tls-cert.
+    /// signed by this CA, for client authentication, with one of
+    /// --tls-client-names (mutual TLS). Requires --tls-cert.
     #[arg(
         long,
         env = "RECOMMENDATIONS_TLS_CLIENT_CA",
@@ -110,6 +112,18 @@ pub struct Settings {
         requires = "tls_cert"
     )]
     pub tls_client_ca: Option<PathBuf>,
+
+    /// Under mutual TLS, the client names allowed, comma-separated: a client
+    /// certificate must carry one of them (as a DNS subject alternative
+    /// name) and be meant for client authentication.
+    #[arg(
+        long,
+        env = "RECOMMENDATIONS_TLS_CLIENT_NAMES",
+        value_name = "NAMES",
+        value_delimiter = ',',
+        default_value = "marketplace"
+    )]
+    pub tls_client_names: Vec<String>,
 
     /// How long in-flight calls may take to finish after SIGTERM or SIGINT
     /// before the server exits anyway (e.g. 25s, 500ms).
@@ -141,7 +155,11 @@ impl Settings {
     pub fn server_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
-                operations::tls::server_config(cert, key, self.tls_client_ca.as_deref()).map(Some)
+                let clients = self.tls_client_ca.as_deref().map(|ca| ClientAuth {
+                    ca,
+                    names: &self.tls_client_names,
+                });
+                operations::tls::server_config(cert, key, clients).map(Some)
             }
             _ => Ok(None),
         }

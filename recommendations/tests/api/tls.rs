@@ -10,11 +10,11 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::helpers::{TestApp, spawn_app_with};
 
-/// Settings serving TLS with a certificate for localhost (which may also
-/// authenticate as a client: the healthcheck presents it), and with mutual
-/// TLS against the CA when `mutual`.
+/// Settings serving TLS with a server certificate for localhost, and with
+/// mutual TLS against the CA when `mutual` (allowing the default client
+/// name, `marketplace`).
 fn server_settings(pki: &Pki, mutual: bool) -> Settings {
-    let (cert, key) = pki.issue_files("localhost", &[Purpose::ServerAuth, Purpose::ClientAuth]);
+    let (cert, key) = pki.issue_files("localhost", &[Purpose::ServerAuth]);
     Settings {
         tls_cert: Some(cert),
         tls_key: Some(key),
@@ -122,6 +122,82 @@ async fn with_mutual_tls_a_client_certificate_from_the_ca_is_accepted() {
     );
 }
 
+/// Issue 14: a certificate the CA signed is not enough. The server's own
+/// (meant for servers only), one with no stated purpose, and a client
+/// certificate with a name not allowed are all refused.
+#[tokio::test]
+async fn with_mutual_tls_only_client_certificates_with_an_allowed_name_get_in() {
+    let pki = Pki::new();
+    let app = spawn_app_with(server_settings(&pki, true)).await;
+    let identity = |name: &str, purposes: &[Purpose]| {
+        let (cert, key) = pki.issue(name, purposes);
+        Some(Identity::from_pem(cert, key))
+    };
+
+    let servers_own = call(
+        &app,
+        &pki.ca_pem(),
+        identity("localhost", &[Purpose::ServerAuth]),
+    )
+    .await;
+    let no_purpose = call(&app, &pki.ca_pem(), identity("marketplace", &[])).await;
+    let server_purpose = call(
+        &app,
+        &pki.ca_pem(),
+        identity("marketplace", &[Purpose::ServerAuth]),
+    )
+    .await;
+    let other_name = call(
+        &app,
+        &pki.ca_pem(),
+        identity("reporting", &[Purpose::ClientAuth]),
+    )
+    .await;
+    let allowed = call(
+        &app,
+        &pki.ca_pem(),
+        identity("marketplace", &[Purpose::ClientAuth]),
+    )
+    .await;
+
+    assert!(servers_own.is_err(), "{servers_own:?}");
+    assert!(no_purpose.is_err(), "{no_purpose:?}");
+    assert!(server_purpose.is_err(), "{server_purpose:?}");
+    assert!(other_name.is_err(), "{other_name:?}");
+    assert_eq!(allowed, Ok(3));
+}
+
+#[tokio::test]
+async fn the_allowed_client_names_are_a_setting() {
+    let pki = Pki::new();
+    let app = spawn_app_with(Settings {
+        tls_client_names: vec!["reporting".to_owned(), "marketplace".to_owned()],
+        ..server_settings(&pki, true)
+    })
+    .await;
+    let (cert, key) = pki.issue("reporting", &[Purpose::ClientAuth]);
+
+    let result = call(&app, &pki.ca_pem(), Some(Identity::from_pem(cert, key))).await;
+
+    assert_eq!(result, Ok(3));
+}
+
+#[tokio::test]
+async fn a_client_name_that_is_not_a_dns_name_stops_the_server_at_start() {
+    let pki = Pki::new();
+    let settings = Settings {
+        tls_client_names: vec!["not a name".to_owned()],
+        ..server_settings(&pki, true)
+    };
+
+    let error = Application::build(settings).await.expect_err("refused");
+
+    assert!(
+        format!("{error:#}").contains("\"not a name\" is not a DNS name"),
+        "{error:#}"
+    );
+}
+
 #[tokio::test]
 async fn a_key_that_does_not_match_its_certificate_stops_the_server_at_start() {
     let pki = Pki::new();
@@ -152,6 +228,7 @@ async fn the_healthcheck_passes_over_tls_and_over_mutual_tls() {
         let result = recommendations::healthcheck::check_local(
             &Settings {
                 listen: app.addr,
+                admin_listen: app.admin_addr,
                 ..settings
             },
             Duration::from_secs(10),
