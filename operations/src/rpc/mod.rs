@@ -317,3 +317,167 @@ pub fn code_of_error(err: &(dyn StdError + 'static)) -> Code {
     }
     Code::Unknown
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::VecDeque,
+        sync::{Arc, Mutex},
+    };
+
+    use http::HeaderValue;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Records how each call ended.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        started: Arc<Mutex<usize>>,
+        ended: Arc<Mutex<Vec<(String, Code)>>>,
+    }
+
+    impl RpcObserver for Recorder {
+        fn on_start(&self) {
+            *self.started.lock().expect("not poisoned") += 1;
+        }
+
+        fn on_end(&self, end: &RpcEnd<'_>) {
+            self.ended
+                .lock()
+                .expect("not poisoned")
+                .push((end.method.to_owned(), end.code));
+        }
+    }
+
+    impl Recorder {
+        fn codes(&self) -> Vec<Code> {
+            let ended = self.ended.lock().expect("not poisoned");
+            ended.iter().map(|(_, code)| *code).collect()
+        }
+    }
+
+    /// A response body of data frames and then, maybe, trailers.
+    struct Frames(VecDeque<Frame<&'static [u8]>>);
+
+    impl Body for Frames {
+        type Data = &'static [u8];
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+
+    fn trailers(code: Code) -> Frame<&'static [u8]> {
+        let mut trailers = HeaderMap::new();
+        trailers.insert(GRPC_STATUS, HeaderValue::from(code as i32));
+        Frame::trailers(trailers)
+    }
+
+    fn request() -> Request<()> {
+        Request::builder()
+            .uri("/pkg.Service/Method")
+            .body(())
+            .expect("a valid request")
+    }
+
+    /// Calls a service answering `answer` through the observer and reads
+    /// the whole body; what the observer recorded.
+    async fn observed(answer: Result<Response<Frames>, BoxError>) -> Recorder {
+        let recorder = Recorder::default();
+        let answer = Mutex::new(Some(answer));
+        let inner = tower::service_fn(move |_: Request<()>| {
+            let answer = answer.lock().expect("not poisoned").take();
+            async move { answer.expect("called once") }
+        });
+        let service = ObserveLayer::new(recorder.clone()).layer(inner);
+        if let Ok(response) = service.oneshot(request()).await {
+            let _ = response.into_body().collect().await;
+        }
+        recorder
+    }
+
+    #[tokio::test]
+    async fn an_ok_call_is_reported_once_with_its_method_when_its_trailers_arrive() {
+        let body = Frames(VecDeque::from([
+            Frame::data(&b"message"[..]),
+            trailers(Code::Ok),
+        ]));
+
+        let recorder = observed(Ok(Response::new(body))).await;
+
+        assert_eq!(*recorder.started.lock().expect("not poisoned"), 1);
+        assert_eq!(
+            *recorder.ended.lock().expect("not poisoned"),
+            [("/pkg.Service/Method".to_owned(), Code::Ok)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_error_status_in_the_headers_is_reported_at_once() {
+        let mut response = Response::new(Frames(VecDeque::new()));
+        response
+            .headers_mut()
+            .insert(GRPC_STATUS, HeaderValue::from(Code::NotFound as i32));
+
+        let recorder = observed(Ok(response)).await;
+
+        assert_eq!(recorder.codes(), [Code::NotFound]);
+    }
+
+    #[tokio::test]
+    async fn an_error_status_in_the_trailers_is_reported() {
+        let body = Frames(VecDeque::from([trailers(Code::Internal)]));
+
+        let recorder = observed(Ok(Response::new(body))).await;
+
+        assert_eq!(recorder.codes(), [Code::Internal]);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ends_without_trailers_is_unknown() {
+        let body = Frames(VecDeque::from([Frame::data(&b"message"[..])]));
+
+        let recorder = observed(Ok(Response::new(body))).await;
+
+        assert_eq!(recorder.codes(), [Code::Unknown]);
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_before_its_end_is_cancelled() {
+        // Dropped after the headers, before the trailers.
+        let recorder = Recorder::default();
+        let inner = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, BoxError>(Response::new(Frames(VecDeque::from([trailers(Code::Ok)]))))
+        });
+        let service = ObserveLayer::new(recorder.clone()).layer(inner);
+        let response = service.oneshot(request()).await.expect("headers");
+        drop(response);
+        // Dropped before any answer.
+        let pending = tower::service_fn(|_: Request<()>| {
+            std::future::pending::<Result<Response<Frames>, BoxError>>()
+        });
+        let mut service = ObserveLayer::new(recorder.clone()).layer(pending);
+        let call = service.call(request());
+        drop(call);
+
+        assert_eq!(recorder.codes(), [Code::Cancelled, Code::Cancelled]);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_is_reported_as_deadline_exceeded() {
+        let from_our_layer: BoxError = Box::new(Status::deadline_exceeded("no answer in time"));
+        let from_tonic: BoxError = Box::new(tonic::TimeoutExpired(()));
+
+        let ours = observed(Err(from_our_layer)).await;
+        let tonics = observed(Err(from_tonic)).await;
+
+        assert_eq!(ours.codes(), [Code::DeadlineExceeded]);
+        assert_eq!(tonics.codes(), [Code::DeadlineExceeded]);
+    }
+}
