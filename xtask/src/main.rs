@@ -1,8 +1,9 @@
 //! Developer tasks.
 //!
 //! - `cargo dev` (an alias for `cargo xtask dev`) builds both services in
-//!   release mode and runs them side by side with their default settings:
-//!   the bookstore at http://localhost:5000, recommendations on :50051.
+//!   release mode and runs them side by side, every listener on loopback
+//!   unless the environment sets it: the bookstore at
+//!   http://127.0.0.1:5000, recommendations on 127.0.0.1:50051.
 //!   Ctrl-C stops both cleanly; if either exits, the other is stopped.
 //! - `cargo xtask bench [ARGS]` builds the services, the ceiling servers and
 //!   the suite with the `production` profile (as the images are built) and
@@ -90,11 +91,24 @@ async fn run(binary: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where `cargo dev` listens unless the environment says otherwise: on
+/// loopback only, since a development run is no reason to expose the
+/// unauthenticated admin listeners (`/metrics`) to the network.
+const DEV_LISTENERS: [(&str, &str); 4] = [
+    ("RECOMMENDATIONS_LISTEN", "127.0.0.1:50051"),
+    ("RECOMMENDATIONS_ADMIN_LISTEN", "127.0.0.1:9051"),
+    ("MARKETPLACE_LISTEN", "127.0.0.1:5000"),
+    ("MARKETPLACE_ADMIN_LISTEN", "127.0.0.1:9050"),
+];
+
 async fn dev() -> anyhow::Result<()> {
     let binaries = build("release", &["recommendations", "marketplace"]).await?;
     let mut recommendations = start(&binaries.join("recommendations"))?;
     let mut marketplace = start(&binaries.join("marketplace"))?;
-    eprintln!("\nOnline Books For You: http://localhost:5000  (Ctrl-C stops both services)\n");
+    eprintln!(
+        "\nOnline Books For You: {}  (Ctrl-C stops both services)\n",
+        homepage_url()
+    );
 
     // Ctrl-C in a terminal reaches both children too; SIGTERM makes sure of
     // it when xtask alone was signalled.
@@ -128,8 +142,27 @@ async fn dev() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The homepage's URL, from the marketplace's listener as `cargo dev`
+/// starts it.
+fn homepage_url() -> String {
+    let listen =
+        std::env::var("MARKETPLACE_LISTEN").unwrap_or_else(|_| DEV_LISTENERS[2].1.to_owned());
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => format!("http://localhost:{}", addr.port()),
+        Ok(addr) => format!("http://{addr}"),
+        // The marketplace will say what is wrong with it.
+        Err(_) => format!("http://{listen}"),
+    }
+}
+
 fn start(binary: &Path) -> anyhow::Result<Child> {
     Command::new(binary)
+        .envs(
+            DEV_LISTENERS
+                .iter()
+                .filter(|(name, _)| std::env::var_os(name).is_none())
+                .copied(),
+        )
         .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))
