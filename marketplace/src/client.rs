@@ -191,7 +191,7 @@ impl Recommendations {
             max_results: count,
         };
         let response = self
-            .call(|mut client, deadline| {
+            .call(Retry::Idempotent, |mut client, deadline| {
                 let mut request = Request::new(request);
                 request.extensions_mut().insert(CallDeadline(deadline));
                 async move { client.recommend(request).await }
@@ -206,7 +206,7 @@ impl Recommendations {
         let request = ListBooksRequest {
             category: category.to_v1() as i32,
         };
-        self.call(|mut client, deadline| {
+        self.call(Retry::Idempotent, |mut client, deadline| {
             let mut request = Request::new(request);
             request.extensions_mut().insert(CallDeadline(deadline));
             async move {
@@ -226,12 +226,12 @@ impl Recommendations {
         .await
     }
 
-    /// Runs an idempotent call on the next replica; if it fails with a
-    /// status that says "this replica, not this request" (UNAVAILABLE, a
-    /// broken connection, a missed deadline), ejects that replica and, if
-    /// the deadline leaves time for it and the retry budget allows, tries
-    /// once more on another, within the same deadline.
-    async fn call<T, F, Fut>(&self, attempt: F) -> Result<T, Status>
+    /// Runs a call on the next replica; if it fails with a status that says
+    /// "this replica, not this request" (UNAVAILABLE, a broken connection, a
+    /// missed deadline), ejects that replica and, if the call is
+    /// [`Retry::Idempotent`], the deadline leaves time for it and the retry
+    /// budget allows, tries once more on another, within the same deadline.
+    async fn call<T, F, Fut>(&self, retry: Retry, attempt: F) -> Result<T, Status>
     where
         F: Fn(Client, Instant) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -248,6 +248,9 @@ impl Recommendations {
                 other => return other,
             };
             self.pool.eject(&first);
+            if retry == Retry::Never {
+                return Err(status);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left < self.timeout.mul_f64(MIN_RETRY_SHARE) {
                 tracing::debug!(from = %first.addr, ?left, "not retried: too little of the deadline is left");
@@ -321,6 +324,19 @@ impl Recommendations {
     }
 }
 
+/// Whether a call may run again on another replica after a failure: the
+/// first attempt may have reached its replica and done its work before the
+/// connection broke or the deadline passed. Every RPC says which it is;
+/// there is no default, so that a new one is a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// A read, or any call that does the same whether it runs once or
+    /// twice: Recommend and ListBooks.
+    Idempotent,
+    /// Anything else (a write): at most one attempt.
+    Never,
+}
+
 /// The least share of the deadline worth a retry: with less left, another
 /// replica could not answer in time anyway, and the page is better served
 /// at once without recommendations.
@@ -359,4 +375,74 @@ const ALL_CODES: [Code; 17] = [
 fn replica_failed(status: &Status) -> bool {
     matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
         || std::error::Error::source(status).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::BTreeSet,
+        sync::atomic::{AtomicUsize, Ordering},
+    };
+
+    use operations::metrics::Side;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+
+    /// A client over two replicas where nothing listens: every call is
+    /// refused at once (UNAVAILABLE), which is a replica's failure.
+    fn refused_twice() -> Recommendations {
+        let addrs: BTreeSet<SocketAddr> = (2..=3)
+            .map(|host| {
+                let probe =
+                    std::net::TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, host), 0))
+                        .expect("a free port");
+                probe.local_addr().expect("bound")
+            })
+            .collect();
+        let settings = Settings::for_tests(SocketAddr::from(([127, 0, 0, 1], 1)));
+        let metrics = RpcMetrics::register(&mut Registry::default(), Side::Client);
+        let client = Recommendations::new(&settings, metrics, Family::default()).expect("a client");
+        client.pool.update(&addrs);
+        client
+    }
+
+    /// Runs a call on `client` that fails like a refused connection;
+    /// returns how many attempts were made.
+    async fn attempts(client: &Recommendations, retry: Retry) -> usize {
+        let count = AtomicUsize::new(0);
+        let result: Result<(), Status> = client
+            .call(retry, |_, _| {
+                count.fetch_add(1, Ordering::Relaxed);
+                async { Err(Status::unavailable("refused")) }
+            })
+            .await;
+        assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
+        count.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn only_an_idempotent_call_is_tried_on_another_replica() {
+        assert_eq!(attempts(&refused_twice(), Retry::Idempotent).await, 2);
+        assert_eq!(attempts(&refused_twice(), Retry::Never).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_deadline_miss_is_not_retried_for_want_of_time() {
+        let client = refused_twice();
+        let count = AtomicUsize::new(0);
+
+        let result: Result<(), Status> = client
+            .call(Retry::Idempotent, |_, deadline| {
+                count.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    tokio::time::sleep_until(deadline).await;
+                    Err(Status::deadline_exceeded("too slow"))
+                }
+            })
+            .await;
+
+        assert_eq!(result.map_err(|s| s.code()), Err(Code::DeadlineExceeded));
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+    }
 }
