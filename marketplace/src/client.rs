@@ -46,6 +46,17 @@ pub type Client = RecommendationsServiceClient<RpcChannel>;
 /// category is not fetched.
 pub const BROWSE_LIMIT: usize = 1_000;
 
+/// The discovery task of [`Recommendations::discover`]: it stops when this
+/// is dropped (with the service that holds it).
+#[derive(Debug)]
+pub struct Discovery(tokio::task::JoinHandle<()>);
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Labels of the calls made to one replica.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
@@ -133,13 +144,13 @@ impl Recommendations {
     }
 
     /// Resolves the replicas now, then keeps resolving every `interval` and
-    /// health-checking the replicas out of rotation every second, for as
-    /// long as the runtime runs. A failed resolution keeps the last known
-    /// replicas, and says so in the log.
-    pub async fn discover(&self, interval: Duration) {
+    /// health-checking the replicas out of rotation every second, until the
+    /// returned [`Discovery`] is dropped. A failed resolution keeps the last
+    /// known replicas, and says so in the log.
+    pub async fn discover(&self, interval: Duration) -> Discovery {
         self.resolve().await;
         let this = self.clone();
-        tokio::spawn(async move {
+        Discovery(tokio::spawn(async move {
             let mut resolve = tokio::time::interval(interval);
             let mut probe = tokio::time::interval(interval.min(Duration::from_secs(1)));
             resolve.tick().await;
@@ -152,7 +163,7 @@ impl Recommendations {
                     }
                 }
             }
-        });
+        }))
     }
 
     async fn resolve(&self) {
@@ -419,6 +430,20 @@ mod tests {
             .await;
         assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
         count.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn discovery_runs_until_its_handle_is_dropped() {
+        let client = refused_twice();
+        let discovery = client.discover(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!discovery.0.is_finished(), "it keeps running");
+        let task = discovery.0.abort_handle();
+
+        drop(discovery);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        assert!(task.is_finished(), "it stopped with its handle");
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use prometheus_client::{metrics::family::Family, registry::Registry};
 use tokio::net::TcpListener;
 
 use crate::{
-    client::Recommendations,
+    client::{Discovery, Recommendations},
     middleware::observe::HttpMetrics,
     routes::{self, AppState},
     settings::Settings,
@@ -31,6 +31,8 @@ pub struct Application {
     router: Router,
     admin: AdminServer,
     readiness: Readiness,
+    /// Stops finding replicas when the application ends.
+    _discovery: Discovery,
 }
 
 impl Application {
@@ -54,7 +56,7 @@ impl Application {
             endpoint_calls.clone(),
         );
         let recommendations = Recommendations::new(&settings, rpc_metrics, endpoint_calls)?;
-        recommendations.discover(settings.resolve_interval).await;
+        let discovery = recommendations.discover(settings.resolve_interval).await;
         let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
 
         let listener = TcpListener::bind(settings.listen).await.with_context(|| {
@@ -86,6 +88,7 @@ impl Application {
             router,
             admin,
             readiness,
+            _discovery: discovery,
         })
     }
 
