@@ -122,6 +122,7 @@ where
             // Cloning a PathAndQuery only bumps a reference count.
             method: request.uri().path_and_query().cloned(),
             peer: peer_of(&request),
+            deadline: request.extensions().get::<CallDeadline>().map(|d| d.0),
             started: Instant::now(),
             ended: false,
         };
@@ -253,12 +254,16 @@ where
 }
 
 /// One call in progress. Reports its end exactly once: explicitly through
-/// [`Call::end`], or as CANCELLED when dropped before the status was known
-/// (the peer went away, or a deadline dropped the handler).
+/// [`Call::end`], or when dropped before the status was known: as
+/// DEADLINE_EXCEEDED if the caller's [`CallDeadline`] had passed (a timer
+/// at that instant dropped the call, possibly before the call's own timer
+/// at the same instant could end it), else as CANCELLED (the peer went
+/// away, or the caller gave up).
 struct Call<O: RpcObserver> {
     observer: O,
     method: Option<PathAndQuery>,
     peer: Option<SocketAddr>,
+    deadline: Option<tokio::time::Instant>,
     started: Instant,
     ended: bool,
 }
@@ -282,7 +287,14 @@ impl<O: RpcObserver> Call<O> {
 impl<O: RpcObserver> Drop for Call<O> {
     fn drop(&mut self) {
         if !self.ended {
-            self.report(Code::Cancelled);
+            let past_deadline = self
+                .deadline
+                .is_some_and(|deadline| tokio::time::Instant::now() >= deadline);
+            self.report(if past_deadline {
+                Code::DeadlineExceeded
+            } else {
+                Code::Cancelled
+            });
         }
     }
 }
@@ -467,6 +479,27 @@ mod tests {
         drop(call);
 
         assert_eq!(recorder.codes(), [Code::Cancelled, Code::Cancelled]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_dropped_at_its_callers_deadline_is_a_deadline_miss() {
+        let recorder = Recorder::default();
+        let pending = tower::service_fn(|_: Request<()>| {
+            std::future::pending::<Result<Response<Frames>, BoxError>>()
+        });
+        let mut service = ObserveLayer::new(recorder.clone()).layer(pending);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(100);
+        let mut with_deadline = request();
+        with_deadline
+            .extensions_mut()
+            .insert(CallDeadline(deadline));
+
+        // As the caller's own timer at the deadline drops the call.
+        let call = service.call(with_deadline);
+        tokio::time::sleep_until(deadline).await;
+        drop(call);
+
+        assert_eq!(recorder.codes(), [Code::DeadlineExceeded]);
     }
 
     #[tokio::test]
