@@ -53,10 +53,23 @@ impl fmt::Display for Category {
     }
 }
 
-/// The error of parsing a [`Category`] name.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown category {0:?}; expected one of mystery, science_fiction, self_help")]
+/// The error of parsing a [`Category`] name; it lists the valid names
+/// (from [`Category::ALL`]).
+#[derive(Debug)]
 pub struct UnknownCategory(pub String);
+
+impl fmt::Display for UnknownCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown category {:?}; expected one of ", self.0)?;
+        for (i, category) in Category::ALL.iter().enumerate() {
+            let separator = if i == 0 { "" } else { ", " };
+            write!(f, "{separator}{category}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownCategory {}
 
 impl FromStr for Category {
     type Err = UnknownCategory;
