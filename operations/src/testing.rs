@@ -70,6 +70,16 @@ impl Pki {
     }
 }
 
+/// Makes a FIFO (named pipe) at `path`, as an input that would block a
+/// reader forever.
+pub fn make_fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 impl Default for Pki {
     fn default() -> Self {
         Self::new()

@@ -221,11 +221,7 @@ mod tests {
     async fn a_fifo_or_a_huge_hosts_file_fails_the_lookup_and_does_not_hang() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let fifo = dir.path().join("hosts");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo runs");
-        assert!(made.success());
+        operations::testing::make_fifo(&fifo);
         let huge = dir.path().join("huge");
         std::fs::write(&huge, vec![b'#'; MAX_HOSTS_FILE_BYTES as usize + 1]).expect("written");
 

@@ -110,11 +110,7 @@ async fn a_name_with_thousands_of_dead_addresses_still_serves_from_the_live_one(
 async fn a_hosts_file_that_is_a_fifo_neither_blocks_pages_nor_shutdown() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let fifo = dir.path().join("hosts");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success());
+    operations::testing::make_fifo(&fifo);
     let mut marketplace = Process::start(
         &PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
         &[

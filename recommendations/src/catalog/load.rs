@@ -508,11 +508,7 @@ mod tests {
     fn what_is_not_a_regular_file_is_refused_without_reading_it() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let fifo = dir.path().join("books.csv");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo runs");
-        assert!(made.success());
+        operations::testing::make_fifo(&fifo);
         // Opening a FIFO for reading would wait for a writer: this returns.
         assert_eq!(
             path_error(&fifo, u64::MAX),

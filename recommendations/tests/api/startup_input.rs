@@ -54,11 +54,7 @@ async fn a_catalog_over_the_size_cap_stops_start_up_with_its_size() {
 async fn a_fifo_or_a_device_as_the_catalog_stops_start_up() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let fifo = dir.path().join("books.csv");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success());
+    operations::testing::make_fifo(&fifo);
     let zero = dir.path().join("zero.csv");
     std::os::unix::fs::symlink("/dev/zero", &zero).expect("a symlink");
 
