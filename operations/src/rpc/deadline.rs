@@ -7,13 +7,13 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tonic::Status;
+use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-use super::BoxError;
+use super::{BoxError, status_code};
 
 /// The `grpc-timeout` header, parsed once.
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
@@ -72,9 +72,9 @@ fn grpc_timeout(timeout: Duration) -> HeaderValue {
     HeaderValue::from_str(&format!("{millis}m")).unwrap_or(HeaderValue::from_static("99999999m"))
 }
 
-impl<S, B> Service<Request<B>> for Deadline<S>
+impl<S, B, RB> Service<Request<B>> for Deadline<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -115,22 +115,35 @@ pin_project! {
     }
 }
 
-impl<F, T, E> Future for DeadlineFuture<F>
+impl<F, RB, E> Future for DeadlineFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<Response<RB>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<Response<RB>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(result) = this.inner.poll(cx) {
-            return Poll::Ready(result.map_err(Into::into));
+            // The server ends a call at the `grpc-timeout` it was sent, with
+            // CANCELLED from some (tonic's "Timeout expired"); when that
+            // answer wins the race with the timer here, it is this call's
+            // deadline all the same, and says so.
+            let cancelled_late = matches!(&result, Ok(response)
+                if status_code(response.headers()) == Some(Code::Cancelled)
+                    && Instant::now() >= this.sleep.deadline());
+            if !cancelled_late {
+                return Poll::Ready(result.map_err(Into::into));
+            }
+        } else {
+            ready!(this.sleep.poll(cx));
         }
-        ready!(this.sleep.poll(cx));
-        let message = format!("no response within the {:?} deadline", this.timeout);
-        Poll::Ready(Err(Box::new(Status::deadline_exceeded(message))))
+        Poll::Ready(Err(Box::new(deadline_exceeded(*this.timeout))))
     }
+}
+
+fn deadline_exceeded(timeout: Duration) -> Status {
+    Status::deadline_exceeded(format!("no response within the {timeout:?} deadline"))
 }
 
 #[cfg(test)]
@@ -146,7 +159,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_call_without_an_answer_fails_with_deadline_exceeded() {
         let service = tower::service_fn(|_request: Request<()>| {
-            std::future::pending::<Result<(), BoxError>>()
+            std::future::pending::<Result<Response<()>, BoxError>>()
         });
         let mut service = DeadlineLayer::new(Duration::from_millis(100)).layer(service);
 
@@ -162,7 +175,7 @@ mod tests {
             let sent = request.headers().get("grpc-timeout").cloned();
             async move {
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                Ok::<_, BoxError>(sent)
+                Ok::<_, BoxError>(Response::new(sent))
             }
         });
         let mut service = DeadlineLayer::new(Duration::from_secs(1)).layer(service);
@@ -188,23 +201,78 @@ mod tests {
             .extensions_mut()
             .insert(CallDeadline(Instant::now() + Duration::from_millis(400)));
         let sent = service.call(request).await.expect("answers in time");
-        assert_eq!(sent, Some(HeaderValue::from_static("400m")));
+        assert_eq!(sent.into_body(), Some(HeaderValue::from_static("400m")));
     }
 
     #[tokio::test]
     async fn the_deadline_is_sent_unless_the_caller_set_one() {
         let echo = tower::service_fn(|request: Request<()>| async move {
-            Ok::<_, BoxError>(request.headers().get("grpc-timeout").cloned())
+            Ok::<_, BoxError>(Response::new(
+                request.headers().get("grpc-timeout").cloned(),
+            ))
         });
         let mut service = DeadlineLayer::new(Duration::from_secs(1)).layer(echo);
         let mut own = Request::new(());
         own.headers_mut()
             .insert("grpc-timeout", HeaderValue::from_static("50m"));
 
-        let sent = service.call(Request::new(())).await.expect("ok");
-        let kept = service.call(own).await.expect("ok");
+        let sent = service
+            .call(Request::new(()))
+            .await
+            .expect("ok")
+            .into_body();
+        let kept = service.call(own).await.expect("ok").into_body();
 
         assert_eq!(sent, Some(HeaderValue::from_static("1000m")));
         assert_eq!(kept, Some(HeaderValue::from_static("50m")));
+    }
+
+    /// A server that ends the call at its `grpc-timeout` with CANCELLED,
+    /// at this call's deadline or after it (`late`), or before it.
+    fn cancelling_at(
+        deadline: Instant,
+        late: bool,
+    ) -> impl Service<Request<()>, Response = Response<()>, Error = BoxError, Future: Send> {
+        tower::service_fn(move |_request: Request<()>| async move {
+            let at = if late {
+                deadline
+            } else {
+                deadline - Duration::from_millis(10)
+            };
+            tokio::time::sleep_until(at).await;
+            let mut response = Response::new(());
+            response
+                .headers_mut()
+                .insert("grpc-status", HeaderValue::from(Code::Cancelled as i32));
+            Ok::<_, BoxError>(response)
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_cancelling_at_the_deadline_is_the_deadline_exceeded() {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let mut request = Request::new(());
+        request.extensions_mut().insert(CallDeadline(deadline));
+        let mut service =
+            DeadlineLayer::new(Duration::from_secs(1)).layer(cancelling_at(deadline, true));
+
+        // Both timers fire at the same instant; the answer is polled first.
+        let error = service.call(request).await.expect_err("past the deadline");
+
+        let status = error.downcast_ref::<Status>().expect("a gRPC status");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_cancelling_before_the_deadline_is_passed_on() {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let mut request = Request::new(());
+        request.extensions_mut().insert(CallDeadline(deadline));
+        let mut service =
+            DeadlineLayer::new(Duration::from_secs(1)).layer(cancelling_at(deadline, false));
+
+        let response = service.call(request).await.expect("the server's answer");
+
+        assert_eq!(status_code(response.headers()), Some(Code::Cancelled));
     }
 }
