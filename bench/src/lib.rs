@@ -1,7 +1,8 @@
 //! The benchmark suite behind `cargo xtask bench`: load generators (h2load,
 //! wrk) against the real services and against ceiling servers built here,
 //! the cost of each request read from `/proc`, Criterion's figures, and the
-//! report (README table and SVG chart). See README.md, "Benchmarks". And
+//! report (docs/benchmarks/results.md and its SVG chart). See
+//! docs/benchmarks/README.md. And
 //! the siege (`src/bin/siege.rs`): hostile and overloaded clients against
 //! the release binaries, with the bounds each must hold (docs/limits.md).
 #![forbid(unsafe_code)]
@@ -15,3 +16,5 @@ pub mod probe;
 pub mod process;
 pub mod prometheus;
 pub mod report;
+pub mod siege;
+pub mod suite;

@@ -1,6 +1,10 @@
-//! The results: their JSON form, the README section (tables) and the chart.
+//! The results: their JSON form, the results page (tables) and the chart.
 
 use std::fmt::Write as _;
+
+mod chart;
+
+pub use chart::chart;
 
 use serde::Serialize;
 
@@ -184,10 +188,14 @@ pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// The README section, between its markers (`chart` is the chart's path
-/// relative to the README).
+/// The results page, `docs/benchmarks/results.md` (`chart` is the chart's
+/// path relative to it).
 pub fn markdown(results: &Results, chart: &str) -> String {
-    let mut md = String::new();
+    let mut md = String::from(
+        "# Benchmark results\n\n\
+         Written by `cargo xtask bench`; the method and the targets are in [README.md](README.md), \
+         what the measurements changed in [history.md](history.md).\n\n",
+    );
     let machine = &results.machine;
     let _ = writeln!(
         md,
@@ -289,217 +297,5 @@ pub fn markdown(results: &Results, chart: &str) -> String {
     md
 }
 
-/// Replaces the text between `<!-- benchmarks:start -->` and
-/// `<!-- benchmarks:end -->` in `readme`.
-pub fn splice(readme: &str, section: &str) -> Option<String> {
-    const START: &str = "<!-- benchmarks:start -->";
-    const END: &str = "<!-- benchmarks:end -->";
-    let (before, rest) = readme.split_once(START)?;
-    let (_, after) = rest.split_once(END)?;
-    Some(format!("{before}{START}\n{section}{END}{after}"))
-}
-
-/// A chart panel: its title, the figure it shows and how to label a bar.
-type Panel = (&'static str, fn(&Figures) -> f64, fn(f64) -> String);
-
-const SERVICE_COLOUR: &str = "#1f5fa8";
-const CEILING_COLOUR: &str = "#9aa5b1";
-
-/// The chart: for each scenario, throughput and CPU per request of the
-/// service beside its ceiling, as horizontal bars.
-pub fn chart(results: &Results) -> String {
-    const WIDTH: f64 = 760.0;
-    const LABEL: f64 = 150.0;
-    const PANEL: f64 = (WIDTH - LABEL - 40.0) / 2.0;
-    const BAR: f64 = 16.0;
-    const ROW: f64 = 2.0 * BAR + 18.0;
-    const TOP: f64 = 64.0;
-    let rows = &results.comparisons;
-    let height = TOP + ROW * rows.len() as f64 + 16.0;
-
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="system-ui, sans-serif" font-size="12" role="img" aria-labelledby="title">
-<title id="title">Throughput and CPU per request of each service beside its ceiling</title>
-<rect width="100%" height="100%" fill="#ffffff"/>
-<rect x="{LABEL}" y="10" width="12" height="12" fill="{SERVICE_COLOUR}"/><text x="{}" y="20">service, every layer</text>
-<rect x="{}" y="10" width="12" height="12" fill="{CEILING_COLOUR}"/><text x="{}" y="20">ceiling: bare tonic / bare axum</text>"##,
-        LABEL + 18.0,
-        LABEL + 190.0,
-        LABEL + 208.0
-    );
-    let panels: [Panel; 2] = [
-        ("Requests per second (more is better)", |f| f.rate, rate),
-        (
-            "CPU µs per request (less is better)",
-            |f| f.cpu_us,
-            |v| format!("{v:.1}"),
-        ),
-    ];
-    for (index, (title, value, label)) in panels.into_iter().enumerate() {
-        let x0 = LABEL + index as f64 * (PANEL + 40.0);
-        let max = rows
-            .iter()
-            .flat_map(|c| [value(&c.service_figures), value(&c.ceiling_figures)])
-            .fold(f64::MIN_POSITIVE, f64::max);
-        let _ = writeln!(
-            svg,
-            r#"<text x="{x0}" y="48" font-weight="bold">{title}</text>"#
-        );
-        for (i, c) in rows.iter().enumerate() {
-            let y = TOP + ROW * i as f64;
-            if index == 0 {
-                let _ = writeln!(
-                    svg,
-                    r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-                    LABEL - 10.0,
-                    y + BAR + 4.0,
-                    escape(&c.scenario)
-                );
-            }
-            for (j, (figures, colour)) in [
-                (&c.service_figures, SERVICE_COLOUR),
-                (&c.ceiling_figures, CEILING_COLOUR),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let v = value(figures);
-                let w = (v / max * (PANEL - 60.0)).max(1.0);
-                let by = y + j as f64 * BAR;
-                let _ = writeln!(
-                    svg,
-                    r#"<rect x="{x0}" y="{by}" width="{w:.1}" height="{}" fill="{colour}"/><text x="{:.1}" y="{}">{}</text>"#,
-                    BAR - 2.0,
-                    x0 + w + 4.0,
-                    by + BAR - 5.0,
-                    label(v)
-                );
-            }
-        }
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn figures(rate: f64, cpu_us: f64) -> Figures {
-        Figures {
-            rate,
-            p50_us: 500.0,
-            p99_us: 1500.0,
-            cpu_us,
-        }
-    }
-
-    fn results() -> Results {
-        Results {
-            quick: false,
-            machine: Machine {
-                cpu: "Test CPU".into(),
-                cores: 2,
-                kernel: "Linux 6.1".into(),
-                tools: "h2load 1.52.0, wrk 4.1.0".into(),
-                date: "2026-11-21".into(),
-            },
-            comparisons: vec![Comparison {
-                scenario: "Recommend (v1)".into(),
-                load: "h2load, 8 connections × 16 streams".into(),
-                service: "recommendations".into(),
-                ceiling: "bare tonic".into(),
-                service_figures: figures(90_000.0, 11.0),
-                ceiling_figures: figures(100_000.0, 10.0),
-                rounds: vec![(figures(90_000.0, 11.0), figures(100_000.0, 10.0))],
-                checked: "300,000 calls, all OK".into(),
-            }],
-            memory: vec![Memory {
-                process: "recommendations".into(),
-                phase: "gRPC".into(),
-                peak_rss: 9_196_000,
-            }],
-            criterion: None,
-            catalog: None,
-            targets: vec![Target {
-                promise: "Recommend ≥ 0.90× bare tonic req/s".into(),
-                measured: "0.90×".into(),
-                met: true,
-            }],
-        }
-    }
-
-    #[test]
-    fn medians_are_taken_field_by_field() {
-        let median = Figures::median(&[figures(3.0, 9.0), figures(1.0, 7.0), figures(2.0, 8.0)]);
-
-        assert_eq!((median.rate, median.cpu_us), (2.0, 8.0));
-    }
-
-    #[test]
-    fn ratios_are_the_median_of_each_rounds_ratio() {
-        let mut comparison = results().comparisons.remove(0);
-        // A machine that slows down by half over the run: the ratio of the
-        // medians (0.6) would say otherwise; each round says 0.9 and 1.1.
-        comparison.rounds = vec![
-            (figures(90.0, 11.0), figures(100.0, 10.0)),
-            (figures(72.0, 22.0), figures(80.0, 20.0)),
-            (figures(45.0, 44.0), figures(50.0, 40.0)),
-        ];
-        comparison.service_figures = figures(72.0, 22.0);
-        comparison.ceiling_figures = figures(80.0, 20.0);
-
-        assert!((comparison.rate_ratio() - 0.9).abs() < 1e-9);
-        assert!((comparison.cpu_ratio() - 1.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_section_has_ratios_memory_and_targets() {
-        let md = markdown(&results(), "docs/benchmarks/chart.svg");
-
-        assert!(
-            md.contains("| Recommend (v1) | recommendations | 90,000 | 500 µs | 1.50 ms | 11.0 µs | 0.90×, 1.10× |"),
-            "{md}"
-        );
-        assert!(md.contains("| recommendations | gRPC | 9.2 MB |"), "{md}");
-        assert!(
-            md.contains("| Recommend ≥ 0.90× bare tonic req/s | 0.90× | yes |"),
-            "{md}"
-        );
-        assert!(md.contains(
-            "![Throughput and CPU per request, service and ceiling](docs/benchmarks/chart.svg)"
-        ));
-    }
-
-    #[test]
-    fn splicing_replaces_only_the_marked_section() {
-        let readme = "# Title\n<!-- benchmarks:start -->\nold\n<!-- benchmarks:end -->\ntail\n";
-
-        let spliced = splice(readme, "new\n").expect("markers present");
-
-        assert_eq!(
-            spliced,
-            "# Title\n<!-- benchmarks:start -->\nnew\n<!-- benchmarks:end -->\ntail\n"
-        );
-        assert_eq!(splice("# no markers\n", "new\n"), None);
-    }
-
-    #[test]
-    fn the_chart_is_svg_with_a_bar_per_server_and_panel() {
-        let svg = chart(&results());
-
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-        assert!(svg.trim_end().ends_with("</svg>"));
-        // Legend (2) + 2 panels × 2 servers.
-        assert_eq!(svg.matches("<rect x=").count(), 2 + 4);
-        assert!(svg.contains(">90,000<") && svg.contains(">11.0<"), "{svg}");
-    }
-}
+mod tests;

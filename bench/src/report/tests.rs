@@ -1,0 +1,98 @@
+//! The results page and chart, from made-up results.
+
+use super::*;
+
+fn figures(rate: f64, cpu_us: f64) -> Figures {
+    Figures {
+        rate,
+        p50_us: 500.0,
+        p99_us: 1500.0,
+        cpu_us,
+    }
+}
+
+fn results() -> Results {
+    Results {
+        quick: false,
+        machine: Machine {
+            cpu: "Test CPU".into(),
+            cores: 2,
+            kernel: "Linux 6.1".into(),
+            tools: "h2load 1.52.0, wrk 4.1.0".into(),
+            date: "2026-11-21".into(),
+        },
+        comparisons: vec![Comparison {
+            scenario: "Recommend (v1)".into(),
+            load: "h2load, 8 connections × 16 streams".into(),
+            service: "recommendations".into(),
+            ceiling: "bare tonic".into(),
+            service_figures: figures(90_000.0, 11.0),
+            ceiling_figures: figures(100_000.0, 10.0),
+            rounds: vec![(figures(90_000.0, 11.0), figures(100_000.0, 10.0))],
+            checked: "300,000 calls, all OK".into(),
+        }],
+        memory: vec![Memory {
+            process: "recommendations".into(),
+            phase: "gRPC".into(),
+            peak_rss: 9_196_000,
+        }],
+        criterion: None,
+        catalog: None,
+        targets: vec![Target {
+            promise: "Recommend ≥ 0.90× bare tonic req/s".into(),
+            measured: "0.90×".into(),
+            met: true,
+        }],
+    }
+}
+
+#[test]
+fn medians_are_taken_field_by_field() {
+    let median = Figures::median(&[figures(3.0, 9.0), figures(1.0, 7.0), figures(2.0, 8.0)]);
+
+    assert_eq!((median.rate, median.cpu_us), (2.0, 8.0));
+}
+
+#[test]
+fn ratios_are_the_median_of_each_rounds_ratio() {
+    let mut comparison = results().comparisons.remove(0);
+    // A machine that slows down by half over the run: the ratio of the
+    // medians (0.6) would say otherwise; each round says 0.9 and 1.1.
+    comparison.rounds = vec![
+        (figures(90.0, 11.0), figures(100.0, 10.0)),
+        (figures(72.0, 22.0), figures(80.0, 20.0)),
+        (figures(45.0, 44.0), figures(50.0, 40.0)),
+    ];
+    comparison.service_figures = figures(72.0, 22.0);
+    comparison.ceiling_figures = figures(80.0, 20.0);
+
+    assert!((comparison.rate_ratio() - 0.9).abs() < 1e-9);
+    assert!((comparison.cpu_ratio() - 1.1).abs() < 1e-9);
+}
+
+#[test]
+fn the_section_has_ratios_memory_and_targets() {
+    let md = markdown(&results(), "chart.svg");
+
+    assert!(
+        md.contains("| Recommend (v1) | recommendations | 90,000 | 500 µs | 1.50 ms | 11.0 µs | 0.90×, 1.10× |"),
+        "{md}"
+    );
+    assert!(md.contains("| recommendations | gRPC | 9.2 MB |"), "{md}");
+    assert!(
+        md.contains("| Recommend ≥ 0.90× bare tonic req/s | 0.90× | yes |"),
+        "{md}"
+    );
+    assert!(md.contains("![Throughput and CPU per request, service and ceiling](chart.svg)"));
+}
+
+#[test]
+fn the_chart_is_svg_with_a_bar_per_server_and_panel() {
+    let svg = chart(&results());
+
+    assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    assert!(svg.trim_end().ends_with("</svg>"));
+    // Legend (2) + 2 panels × 2 servers.
+    assert_eq!(svg.matches("<rect x=").count(), 2 + 4);
+    assert!(svg.contains(">90,000<") && svg.contains(">11.0<"), "{svg}");
+}

@@ -1,0 +1,218 @@
+//! The HTTP phase: wrk loads the homepage (marketplace and
+//! recommendations) and bare axum serving a saved copy of the same page
+//! (the ceiling); no response may fail and no page may be degraded.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::{Context, ensure};
+
+use super::{Placement, Suite, cpu_per_request, memory, settle, threads, usages};
+use crate::{
+    checks::{self, PageCounts},
+    load::{self, HttpLoad},
+    process::{self, Server, Usage},
+    prometheus,
+    report::{Comparison, Figures, Memory},
+};
+
+/// wrk's shape: browsers keep connections open and reuse them.
+const HTTP_CONNECTIONS: u32 = 64;
+const HTTP_THREADS: u32 = 1;
+
+impl Suite {
+    /// The homepage (marketplace + recommendations) against bare axum
+    /// serving the same page.
+    pub async fn http(
+        &self,
+        placement: &Placement,
+        scenario: &str,
+    ) -> anyhow::Result<(Comparison, Vec<Memory>)> {
+        let (recommendations, grpc, grpc_admin) = self
+            .start_recommendations("recommendations-for-pages", placement, None)
+            .await?;
+        let web = process::free_port()?;
+        let web_admin = process::free_port()?;
+        let mut marketplace = Server::start(
+            "marketplace",
+            &self.binary("marketplace")?,
+            &threads(placement.workers),
+            &[
+                ("MARKETPLACE_LISTEN", web.to_string()),
+                ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
+                ("RECOMMENDATIONS_HOST", grpc.ip().to_string()),
+                ("RECOMMENDATIONS_PORT", grpc.port().to_string()),
+                ("RUST_LOG", "info".to_owned()),
+            ],
+            &self.work,
+            placement.servers.as_deref(),
+        )?;
+        marketplace
+            .wait_for_port(web, Duration::from_secs(10))
+            .await?;
+
+        // The ceiling serves the very page the marketplace renders.
+        let page = self.homepage(web).await?;
+        let page_file = self.work.join("homepage.html");
+        std::fs::write(&page_file, &page)
+            .with_context(|| format!("cannot write {}", page_file.display()))?;
+        let bare_addr = process::free_port()?;
+        let mut bare = Server::start(
+            "bare-axum",
+            &self.binary("bare-axum")?,
+            &[
+                threads(placement.workers),
+                vec![
+                    format!("--listen={bare_addr}"),
+                    format!("--page={}", page_file.display()),
+                ],
+            ]
+            .concat(),
+            &[],
+            &self.work,
+            placement.servers.as_deref(),
+        )?;
+        bare.wait_for_port(bare_addr, Duration::from_secs(10))
+            .await?;
+
+        let mut rounds = Vec::new();
+        for round in 0..self.plan.rounds {
+            eprintln!("bench: round {}, homepage", round + 1);
+            let (bare_servers, servers) = ([&bare], [&marketplace, &recommendations]);
+            let ceiling = || self.http_run(&bare_servers, bare_addr, None, placement);
+            let measured =
+                || self.http_run(&servers, web, Some((web_admin, grpc_admin)), placement);
+            // Alternating who goes first, as for gRPC.
+            let pair = if round % 2 == 0 {
+                let ceiling = ceiling().await?;
+                (measured().await?, ceiling)
+            } else {
+                let measured = measured().await?;
+                (measured, ceiling().await?)
+            };
+            rounds.push(pair);
+        }
+        let memory = vec![
+            memory(&marketplace, scenario, self.ticks)?,
+            memory(&recommendations, scenario, self.ticks)?,
+            memory(&bare, scenario, self.ticks)?,
+        ];
+        marketplace.stop().await?;
+        recommendations.stop().await?;
+        bare.stop().await?;
+
+        let comparison = Comparison {
+            scenario: scenario.to_owned(),
+            load: format!(
+                "wrk, {HTTP_CONNECTIONS} keep-alive connections, {} s per round, {} rounds, {}; the page is {} bytes",
+                self.plan.page_time.as_secs(),
+                self.plan.rounds,
+                placement.label(),
+                page.len()
+            ),
+            service: "marketplace + recommendations".to_owned(),
+            ceiling: "bare axum, static copy".to_owned(),
+            service_figures: Figures::median(&rounds.iter().map(|r| r.0).collect::<Vec<_>>()),
+            ceiling_figures: Figures::median(&rounds.iter().map(|r| r.1).collect::<Vec<_>>()),
+            rounds,
+            checked: "no response other than 2xx (wrk), every page counted as 200 by the marketplace, none degraded, and one OK Recommend per page counted by recommendations; CPU is both services' together".to_owned(),
+        };
+        Ok((comparison, memory))
+    }
+
+    /// The homepage as the marketplace renders it, checked to be whole.
+    async fn homepage(&self, web: SocketAddr) -> anyhow::Result<String> {
+        let response = self
+            .http
+            .get(format!("http://{web}/"))
+            .send()
+            .await
+            .context("fetching the homepage")?;
+        let status = response.status();
+        let page = response.text().await.context("reading the homepage")?;
+        ensure!(
+            status == reqwest::StatusCode::OK
+                && page.matches("<li>").count() == 3
+                && !page.contains("role=\"status\""),
+            "the homepage is not whole ({status}):\n{page}"
+        );
+        Ok(page)
+    }
+
+    /// A warm-up, then one measured run of fixed time. `admins` (marketplace
+    /// and recommendations) check every page.
+    async fn http_run(
+        &self,
+        servers: &[&Server],
+        addr: SocketAddr,
+        admins: Option<(SocketAddr, SocketAddr)>,
+        placement: &Placement,
+    ) -> anyhow::Result<Figures> {
+        let mut http_load = HttpLoad {
+            cpus: placement.load.clone(),
+            url: format!("http://{addr}/"),
+            duration: self.plan.warmup_time,
+            connections: HTTP_CONNECTIONS,
+            threads: HTTP_THREADS,
+        };
+        load::wrk(&http_load).await?;
+        settle().await;
+        http_load.duration = self.plan.page_time;
+
+        let (web_admin, grpc_admin) = admins.unzip();
+        let pages = |text: &str, status: Option<&str>| {
+            let mut labels = vec![r#"route="/""#];
+            let status = status.map(|s| format!("status=\"{s}\""));
+            labels.extend(status.as_deref());
+            prometheus::sum(text, "http_server_requests_total", &labels)
+        };
+        let degraded = |text: &str| prometheus::sum(text, "marketplace_degraded_pages_total", &[]);
+        let recommended = |text: &str| {
+            prometheus::sum(
+                text,
+                "grpc_server_requests_total",
+                &[
+                    "method=\"/bookstore.recommendations.v1.RecommendationsService/Recommend\"",
+                    "code=\"OK\"",
+                ],
+            )
+        };
+        let web_before = self.scrape(web_admin).await?;
+        let grpc_before = self.scrape(grpc_admin).await?;
+        let before = usages(servers, self.ticks)?;
+        let outcome = load::wrk(&http_load).await?;
+        settle().await;
+        let after = usages(servers, self.ticks)?;
+        let web_after = self.scrape(web_admin).await?;
+        let grpc_after = self.scrape(grpc_admin).await?;
+
+        let name = servers
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let counted = match (web_before, web_after, grpc_before, grpc_after) {
+            (Some(wb), Some(wa), Some(gb), Some(ga)) => Some(PageCounts {
+                ok: pages(&wa, Some("200")) - pages(&wb, Some("200")),
+                all: pages(&wa, None) - pages(&wb, None),
+                degraded: degraded(&wa) - degraded(&wb),
+                recommended: recommended(&ga) - recommended(&gb),
+            }),
+            _ => None,
+        };
+        let served = checks::pages(&name, &outcome, HTTP_CONNECTIONS, counted)?;
+        let spans: Vec<(Usage, Usage)> = before.into_iter().zip(after).collect();
+        for (server, span) in servers.iter().zip(&spans) {
+            eprintln!(
+                "bench:   {}: {:.1} µs CPU per page",
+                server.name(),
+                cpu_per_request(std::slice::from_ref(span), served)
+            );
+        }
+        Ok(Figures {
+            rate: outcome.rate,
+            p50_us: outcome.latency.p50_us,
+            p99_us: outcome.latency.p99_us,
+            cpu_us: cpu_per_request(&spans, served),
+        })
+    }
+}
