@@ -6,7 +6,7 @@
 #
 # On a machine whose engine cannot reach an image registry (this project's CI
 # machines), it first builds local stand-ins under the exact names the
-# Dockerfiles use (see "Containers" in README.md). It always removes what it
+# Dockerfiles use (see docs/containers.md). It always removes what it
 # started. Needs root (apt-get, dockerd, debootstrap). Run: scripts/compose-e2e.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

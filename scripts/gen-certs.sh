@@ -10,7 +10,7 @@
 #
 # For development only: the keys are not encrypted, and are made readable by
 # the containers' non-root user. Real deployments get their certificates
-# from their own CA (see "TLS" in README.md).
+# from their own CA (see docs/tls.md).
 set -euo pipefail
 
 dir=${1:-certs}

@@ -59,7 +59,7 @@ pub struct Settings {
     pub listen: SocketAddr,
 
     /// Address of the admin HTTP listener (/metrics, /healthz, /readyz).
-    #[arg(long, env = "MARKETPLACE_ADMIN_LISTEN", default_value = "0.0.0.0:9050")]
+    #[arg(long, env = "MARKETPLACE_ADMIN_LISTEN", default_value = "0.0.0.0:8950")]
     pub admin_listen: SocketAddr,
 
     /// Host name or IP address of the recommendations service.
@@ -237,12 +237,53 @@ fn retry_ratio(text: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
 
+    /// docs/settings.md shows `--help`; it must not drift from the code.
+    #[test]
+    fn the_settings_doc_is_the_help() {
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/settings.md");
+        let help = operations::testing::docs::long_help(Cli::command_with_env());
+        operations::testing::docs::assert_block(&doc, "marketplace --help", &help);
+    }
+
+    /// Every environment variable the docs name is one of the settings in
+    /// docs/settings.md (which the test above and recommendations' own keep
+    /// equal to the binaries' `--help`): a renamed or removed setting
+    /// cannot live on in a guide.
+    #[test]
+    fn every_variable_the_docs_name_is_a_setting() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let settings = std::fs::read_to_string(root.join("docs/settings.md")).expect("readable");
+        let mut pages = vec![root.join("README.md")];
+        for dir in ["docs", "docs/benchmarks"] {
+            for entry in std::fs::read_dir(root.join(dir)).expect("a docs dir") {
+                let path = entry.expect("an entry").path();
+                if path.extension().is_some_and(|ext| ext == "md") {
+                    pages.push(path);
+                }
+            }
+        }
+        let mut unknown = Vec::new();
+        for page in &pages {
+            let text = std::fs::read_to_string(page).expect("readable");
+            for name in operations::testing::docs::setting_names(
+                &text,
+                &["RECOMMENDATIONS_", "MARKETPLACE_"],
+            ) {
+                if !settings.contains(&format!("[env: {name}]")) {
+                    unknown.push(format!("{}: {name}", page.display()));
+                }
+            }
+        }
+        assert!(pages.len() > 10, "found the docs: {pages:?}");
+        assert!(unknown.is_empty(), "not a setting: {unknown:#?}");
+    }
+
     #[test]
     fn defaults_are_the_tutorials_and_the_documented_ones() {
         let settings = Settings::try_parse_from(["marketplace"]).expect("defaults parse");
 
         assert_eq!(settings.listen.to_string(), "0.0.0.0:5000");
-        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:9050");
+        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:8950");
         assert_eq!(settings.recommendations_uri(), "http://localhost:50051");
         assert_eq!(settings.rpc_timeout, Duration::from_secs(1));
         assert_eq!(settings.drain_timeout, Duration::from_secs(25));

@@ -219,8 +219,8 @@ mod tests {
     #[test]
     fn probes_go_to_loopback_for_wildcard_listeners() {
         assert_eq!(
-            local_probe_address("0.0.0.0:9050".parse().expect("valid")).to_string(),
-            "127.0.0.1:9050"
+            local_probe_address("0.0.0.0:8950".parse().expect("valid")).to_string(),
+            "127.0.0.1:8950"
         );
         assert_eq!(
             local_probe_address("[::]:1".parse().expect("valid")).to_string(),

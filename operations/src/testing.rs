@@ -2,6 +2,7 @@
 //! temp dir, so that no certificate or key is ever committed, and a raw
 //! HTTP/2 client for attacks.
 
+pub mod docs;
 pub mod raw_h2;
 
 use std::path::{Path, PathBuf};

@@ -63,11 +63,11 @@ pub struct Settings {
     #[arg(
         long,
         env = "RECOMMENDATIONS_ADMIN_LISTEN",
-        default_value = "0.0.0.0:9051"
+        default_value = "0.0.0.0:8951"
     )]
     pub admin_listen: SocketAddr,
 
-    /// Catalog file to serve (.csv or .json; see the README for the format).
+    /// Catalog file to serve (.csv or .json; docs/catalog.md has the format).
     /// Without it the built-in catalog of 72 books is served.
     #[arg(long, env = "RECOMMENDATIONS_CATALOG", value_name = "PATH")]
     pub catalog: Option<PathBuf>,
@@ -181,12 +181,20 @@ impl Settings {
 mod tests {
     use super::*;
 
+    /// docs/settings.md shows `--help`; it must not drift from the code.
+    #[test]
+    fn the_settings_doc_is_the_help() {
+        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/settings.md");
+        let help = operations::testing::docs::long_help(Cli::command_with_env());
+        operations::testing::docs::assert_block(&doc, "recommendations --help", &help);
+    }
+
     #[test]
     fn defaults_match_the_documented_ones() {
         let settings = Settings::try_parse_from(["recommendations"]).expect("defaults parse");
 
         assert_eq!(settings.listen.to_string(), "0.0.0.0:50051");
-        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:9051");
+        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:8951");
         assert_eq!(settings.drain_timeout, Duration::from_secs(25));
         assert_eq!(settings.limits.max_message_bytes, 65_536);
         assert_eq!(settings.limits.concurrency_limit, 1024);

@@ -96,9 +96,9 @@ async fn run(binary: &Path, args: &[String], what: &str) -> anyhow::Result<()> {
 /// unauthenticated admin listeners (`/metrics`) to the network.
 const DEV_LISTENERS: [(&str, &str); 4] = [
     ("RECOMMENDATIONS_LISTEN", "127.0.0.1:50051"),
-    ("RECOMMENDATIONS_ADMIN_LISTEN", "127.0.0.1:9051"),
+    ("RECOMMENDATIONS_ADMIN_LISTEN", "127.0.0.1:8951"),
     ("MARKETPLACE_LISTEN", "127.0.0.1:5000"),
-    ("MARKETPLACE_ADMIN_LISTEN", "127.0.0.1:9050"),
+    ("MARKETPLACE_ADMIN_LISTEN", "127.0.0.1:8950"),
 ];
 
 async fn dev() -> anyhow::Result<()> {
