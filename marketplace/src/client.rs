@@ -18,9 +18,12 @@ use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
 };
-use protobufs::v1::{
-    Book, ListBooksRequest, RecommendRequest,
-    recommendations_service_client::RecommendationsServiceClient,
+use protobufs::{
+    Category,
+    v1::{
+        Book, ListBooksRequest, RecommendRequest,
+        recommendations_service_client::RecommendationsServiceClient,
+    },
 };
 use tokio::time::Instant;
 use tonic::{
@@ -31,7 +34,6 @@ use tower::ServiceBuilder;
 
 use crate::{
     balance::{Ejection, Member, Pool, discovery::Resolver, retry_budget::RetryBudget},
-    category::Category,
     settings::Settings,
 };
 

@@ -7,7 +7,7 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::category::Category;
+use protobufs::Category;
 
 /// Why a page could not be shown.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
-pub mod category;
 pub mod client;
 pub mod error;
 pub mod middleware;

@@ -4,9 +4,14 @@
 //! - [`legacy`]: the tutorial's original, package-less `Recommendations`
 //!   service (`/Recommendations/Recommend`), kept unchanged on the wire.
 //! - [`v1`]: the versioned `bookstore.recommendations.v1` API.
+//! - [`Category`]: the categories, with their names in files, URLs, pages
+//!   and both contracts.
 #![forbid(unsafe_code)]
 
+mod category;
 pub mod codec;
+
+pub use category::Category;
 
 /// The tutorial's original contract (`recommendations.proto`, no package).
 pub mod legacy {

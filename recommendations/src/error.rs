@@ -1,10 +1,13 @@
 //! The errors a request can end with, and the ONE place they become gRPC
 //! statuses.
 
+use protobufs::Category;
 use tonic::Status;
 
 /// The valid v1 category names, for error messages.
-const VALID_CATEGORIES: &str = "CATEGORY_MYSTERY, CATEGORY_SCIENCE_FICTION, CATEGORY_SELF_HELP";
+fn valid_categories() -> String {
+    Category::list(|category| category.to_v1().as_str_name())
+}
 
 /// Why a request was refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -14,10 +17,10 @@ pub enum Error {
     #[error("Category not found")]
     CategoryNotFound,
     /// v1: the category was left at CATEGORY_UNSPECIFIED.
-    #[error("category is required; valid categories: {VALID_CATEGORIES}")]
+    #[error("category is required; valid categories: {valid}", valid = valid_categories())]
     MissingCategory,
     /// v1: a category number this server does not know.
-    #[error("unknown category {0}; valid categories: {VALID_CATEGORIES}")]
+    #[error("unknown category {0}; valid categories: {valid}", valid = valid_categories())]
     UnknownCategory(i32),
     /// A negative `max_results`.
     #[error("max_results must not be negative, got {0}")]

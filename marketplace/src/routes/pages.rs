@@ -14,7 +14,9 @@ use prometheus_client::{
 };
 use protobufs::v1::Book;
 
-use crate::{category::Category, client::Recommendations, error::PageError};
+use protobufs::Category;
+
+use crate::{client::Recommendations, error::PageError};
 
 /// Books on the homepage, as in the tutorial.
 const HOME_BOOKS: i32 = 3;

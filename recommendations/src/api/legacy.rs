@@ -15,12 +15,9 @@ use crate::{
 };
 
 fn category(number: i32) -> Result<Category, Error> {
-    match BookCategory::try_from(number) {
-        Ok(BookCategory::Mystery) => Ok(Category::Mystery),
-        Ok(BookCategory::ScienceFiction) => Ok(Category::ScienceFiction),
-        Ok(BookCategory::SelfHelp) => Ok(Category::SelfHelp),
-        Err(_) => Err(Error::CategoryNotFound),
-    }
+    BookCategory::try_from(number)
+        .map(Category::from_legacy)
+        .map_err(|_| Error::CategoryNotFound)
 }
 
 fn recommendation(book: &Book) -> BookRecommendation {

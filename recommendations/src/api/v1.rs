@@ -17,21 +17,13 @@ use crate::{
 
 fn category(number: i32) -> Result<Category, Error> {
     match pb::Category::try_from(number) {
-        Ok(pb::Category::Mystery) => Ok(Category::Mystery),
-        Ok(pb::Category::ScienceFiction) => Ok(Category::ScienceFiction),
-        Ok(pb::Category::SelfHelp) => Ok(Category::SelfHelp),
-        Ok(pb::Category::Unspecified) => Err(Error::MissingCategory),
+        Ok(category) => Category::from_v1(category).ok_or(Error::MissingCategory),
         Err(_) => Err(Error::UnknownCategory(number)),
     }
 }
 
 fn category_number(category: Category) -> i32 {
-    let category = match category {
-        Category::Mystery => pb::Category::Mystery,
-        Category::ScienceFiction => pb::Category::ScienceFiction,
-        Category::SelfHelp => pb::Category::SelfHelp,
-    };
-    category as i32
+    category.to_v1() as i32
 }
 
 fn book(book: &Book) -> pb::Book {

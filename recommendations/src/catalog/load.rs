@@ -15,7 +15,7 @@ use serde::{
     de::{self, SeqAccess, Visitor},
 };
 
-use super::{Book, Catalog, Category, UnknownCategory};
+use super::{Book, Catalog, UnknownCategory, parse_category};
 
 /// Where in a catalog file a problem is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,10 +325,7 @@ impl<'n> Builder<'n> {
                 return Err(self.fail(here, Problem::Blank(field)));
             }
         }
-        let category: Category = row
-            .category
-            .parse()
-            .map_err(|e: UnknownCategory| self.fail(here, e.into()))?;
+        let category = parse_category(&row.category).map_err(|e| self.fail(here, e.into()))?;
         self.groups[category.index()].push(Book::new(row.id, &row.title, &row.author, category));
         Ok(())
     }
@@ -349,6 +346,7 @@ impl<'n> Builder<'n> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Category;
 
     fn csv_error(text: &str) -> String {
         match from_csv(text.as_bytes(), "books.csv") {
