@@ -7,7 +7,7 @@ use marketplace::{Application, Cli, Command, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = operations::runtime::run(cli.settings.worker_threads, start(cli));
+    let result = operations::runtime::run(cli.settings.service.worker_threads, start(cli));
     operations::telemetry::exit_code("marketplace", result)
 }
 
@@ -15,14 +15,14 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => run(cli.settings).await,
         Some(Command::Healthcheck) => {
-            let addr = operations::admin::local_probe_address(cli.settings.admin_listen);
+            let addr = operations::admin::local_probe_address(cli.settings.service.admin_listen);
             operations::admin::probe(addr, "/healthz", Duration::from_secs(3)).await
         }
     }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    operations::telemetry::init(settings.log_format)?;
+    operations::telemetry::init(settings.service.log_format)?;
     let app = Application::build(settings).await?;
     app.run_until_stopped(operations::shutdown::signal()).await
 }

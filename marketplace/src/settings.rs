@@ -5,8 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 use operations::{
-    LogFormat,
-    limits::{AdminLimits, HttpLimits, with_env_prefix},
+    limits::{HttpLimits, with_env_prefix},
+    service::ServiceSettings,
 };
 
 /// The Online Books For You web app. Renders the bookstore's pages from the
@@ -32,7 +32,7 @@ impl Cli {
     /// service (`MARKETPLACE_HTTP_MAX_CONNECTIONS`, ...).
     pub fn command_with_env() -> clap::Command {
         let command = with_env_prefix::<HttpLimits>(Self::command(), ENV_PREFIX);
-        with_env_prefix::<AdminLimits>(command, ENV_PREFIX)
+        with_env_prefix::<ServiceSettings<8950>>(command, ENV_PREFIX)
     }
 
     /// Parses the process's arguments and environment; exits with a usage
@@ -57,10 +57,6 @@ pub struct Settings {
     /// Address of the web listener.
     #[arg(long, env = "MARKETPLACE_LISTEN", default_value = "0.0.0.0:5000")]
     pub listen: SocketAddr,
-
-    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz).
-    #[arg(long, env = "MARKETPLACE_ADMIN_LISTEN", default_value = "0.0.0.0:8950")]
-    pub admin_listen: SocketAddr,
 
     /// Host name or IP address of the recommendations service.
     #[arg(long, env = "RECOMMENDATIONS_HOST", default_value = "localhost")]
@@ -156,28 +152,13 @@ pub struct Settings {
     #[arg(long, env = "MARKETPLACE_RPC_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
     pub rpc_timeout: Duration,
 
-    /// How long requests in flight may take to finish after SIGTERM or SIGINT
-    /// before the server exits anyway.
-    #[arg(long, env = "MARKETPLACE_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
-
     /// The web listener's limits.
     #[command(flatten)]
     pub limits: HttpLimits,
 
-    /// The admin listener's limits.
+    /// What every service has: admin listener, drain, runtime, logs.
     #[command(flatten)]
-    pub admin_limits: AdminLimits,
-
-    /// Runtime worker threads. Default: one per CPU this process may use
-    /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
-    /// limit of one CPU).
-    #[arg(long, env = "MARKETPLACE_WORKER_THREADS")]
-    pub worker_threads: Option<std::num::NonZeroUsize>,
-
-    /// Log format on stdout. Filtering follows RUST_LOG (default: info).
-    #[arg(long, env = "MARKETPLACE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub service: ServiceSettings<8950>,
 }
 
 impl Settings {
@@ -283,10 +264,10 @@ mod tests {
         let settings = Settings::try_parse_from(["marketplace"]).expect("defaults parse");
 
         assert_eq!(settings.listen.to_string(), "0.0.0.0:5000");
-        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:8950");
+        assert_eq!(settings.service.admin_listen.to_string(), "0.0.0.0:8950");
         assert_eq!(settings.recommendations_uri(), "http://localhost:50051");
         assert_eq!(settings.rpc_timeout, Duration::from_secs(1));
-        assert_eq!(settings.drain_timeout, Duration::from_secs(25));
+        assert_eq!(settings.service.drain_timeout, Duration::from_secs(25));
     }
 
     #[test]

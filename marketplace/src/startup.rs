@@ -1,15 +1,14 @@
 //! Building and running the web app: the channel, the routes, the listeners
 //! and the shutdown sequence.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context;
 use axum::Router;
 use operations::{
-    AdminServer, Readiness,
     listener::Listener,
     metrics::{RpcMetrics, Side},
-    shutdown,
+    service::Service,
 };
 use prometheus_client::{metrics::family::Family, registry::Registry};
 use tokio::net::TcpListener;
@@ -29,8 +28,7 @@ pub struct Application {
     listener: Listener,
     local_addr: SocketAddr,
     router: Router,
-    admin: AdminServer,
-    readiness: Readiness,
+    service: Service,
     /// Stops finding replicas when the application ends.
     _discovery: Discovery,
 }
@@ -73,21 +71,13 @@ impl Application {
             settings.limits.http_max_connections as usize,
             "http",
         );
-        let readiness = Readiness::new();
-        let admin = AdminServer::bind(
-            settings.admin_listen,
-            Arc::new(registry),
-            readiness.clone(),
-            &settings.admin_limits,
-        )
-        .await?;
+        let service = Service::bind("http", &settings.service, registry).await?;
         Ok(Self {
             settings,
             listener,
             local_addr,
             router,
-            admin,
-            readiness,
+            service,
             _discovery: discovery,
         })
     }
@@ -99,7 +89,7 @@ impl Application {
 
     /// The address the admin listener is bound to.
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
-        self.admin.local_addr()
+        self.service.admin_addr()
     }
 
     /// The router, for tests that call handlers in process.
@@ -114,35 +104,17 @@ impl Application {
     where
         F: Future<Output = ()>,
     {
-        let admin_addr = self.admin.local_addr()?;
-        let admin = self.admin.spawn();
-        let (stop, stopped) = shutdown::trigger();
-        let limits = self.settings.limits.clone();
-        let server = async move {
-            operations::http::serve(self.listener, self.router, &limits, stopped).await;
-            Ok::<(), std::convert::Infallible>(())
-        };
         tracing::info!(
             http = %self.local_addr,
-            admin = %admin_addr,
+            admin = %self.service.admin_addr()?,
             recommendations = %self.settings.recommendations_uri(),
             "serving"
         );
-
-        let readiness = self.readiness;
-        let going_away = async move {
-            readiness.set_not_ready();
-            tracing::info!("readiness is 503; draining requests in flight");
+        let (listener, router, limits) = (self.listener, self.router, self.settings.limits);
+        let serve = |stopped| async move {
+            operations::http::serve(listener, router, &limits, stopped).await;
+            Ok::<(), std::convert::Infallible>(())
         };
-        shutdown::serve_until_stopped(
-            "http",
-            server,
-            shutdown,
-            going_away,
-            stop,
-            self.settings.drain_timeout,
-            admin,
-        )
-        .await
+        self.service.serve(serve, async {}, shutdown).await
     }
 }

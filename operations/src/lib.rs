@@ -9,6 +9,8 @@
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
 //! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
+//! - [`service`]: the skeleton of every service: common settings, the admin
+//!   listener and readiness, the run and its ordered drain;
 //! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
 //! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
 //!   the logging and metrics layers on both the server and the client side.
@@ -22,6 +24,7 @@ pub mod listener;
 pub mod metrics;
 pub mod rpc;
 pub mod runtime;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

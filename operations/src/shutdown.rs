@@ -117,7 +117,7 @@ where
 /// the admin listener stops last, so that `/metrics` and `/readyz` cover the
 /// drain. Returns the server's error, if it failed, as "the `what` server
 /// failed".
-pub async fn serve_until_stopped<S, E, G>(
+pub(crate) async fn serve_until_stopped<S, E, G>(
     what: &str,
     server: S,
     shutdown: impl Future<Output = ()>,

@@ -48,7 +48,7 @@ pub async fn check_local(settings: &Settings, timeout: Duration) -> anyhow::Resu
                 )
             })?;
             if settings.tls_client_ca.is_some() {
-                let admin = operations::admin::local_probe_address(settings.admin_listen);
+                let admin = operations::admin::local_probe_address(settings.service.admin_listen);
                 return operations::admin::probe(admin, "/readyz", timeout).await;
             }
             check_tls(addr, chain, timeout).await

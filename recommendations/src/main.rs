@@ -7,7 +7,7 @@ use recommendations::{Application, Cli, Command, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = operations::runtime::run(cli.settings.worker_threads, start(cli));
+    let result = operations::runtime::run(cli.settings.service.worker_threads, start(cli));
     operations::telemetry::exit_code("recommendations", result)
 }
 
@@ -21,7 +21,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    operations::telemetry::init(settings.log_format)?;
+    operations::telemetry::init(settings.service.log_format)?;
     let app = Application::build(settings).await?;
     app.run_until_stopped(operations::shutdown::signal()).await
 }

@@ -1,12 +1,12 @@
 //! Every setting of the recommendations server: a command-line flag, each
 //! also read from an environment variable. Defaults live here and only here.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 use operations::{
-    LogFormat,
-    limits::{AdminLimits, GrpcLimits, with_env_prefix},
+    limits::{GrpcLimits, with_env_prefix},
+    service::ServiceSettings,
     tls::ClientAuth,
 };
 
@@ -33,7 +33,7 @@ impl Cli {
     /// service (`RECOMMENDATIONS_MAX_CONNECTIONS`, ...).
     pub fn command_with_env() -> clap::Command {
         let command = with_env_prefix::<GrpcLimits>(Self::command(), ENV_PREFIX);
-        with_env_prefix::<AdminLimits>(command, ENV_PREFIX)
+        with_env_prefix::<ServiceSettings<8951>>(command, ENV_PREFIX)
     }
 
     /// Parses the process's arguments and environment; exits with a usage
@@ -58,14 +58,6 @@ pub struct Settings {
     /// Address of the gRPC listener.
     #[arg(long, env = "RECOMMENDATIONS_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
-
-    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz).
-    #[arg(
-        long,
-        env = "RECOMMENDATIONS_ADMIN_LISTEN",
-        default_value = "0.0.0.0:8951"
-    )]
-    pub admin_listen: SocketAddr,
 
     /// Catalog file to serve (.csv or .json; docs/catalog.md has the format).
     /// Without it the built-in catalog of 72 books is served.
@@ -125,28 +117,13 @@ pub struct Settings {
     )]
     pub tls_client_names: Vec<String>,
 
-    /// How long in-flight calls may take to finish after SIGTERM or SIGINT
-    /// before the server exits anyway (e.g. 25s, 500ms).
-    #[arg(long, env = "RECOMMENDATIONS_DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
-
     /// The gRPC listener's limits.
     #[command(flatten)]
     pub limits: GrpcLimits,
 
-    /// The admin listener's limits.
+    /// What every service has: admin listener, drain, runtime, logs.
     #[command(flatten)]
-    pub admin_limits: AdminLimits,
-
-    /// Runtime worker threads. Default: one per CPU this process may use
-    /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
-    /// limit of one CPU).
-    #[arg(long, env = "RECOMMENDATIONS_WORKER_THREADS")]
-    pub worker_threads: Option<std::num::NonZeroUsize>,
-
-    /// Log format on stdout. Filtering follows RUST_LOG (default: info).
-    #[arg(long, env = "RECOMMENDATIONS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub service: ServiceSettings<8951>,
 }
 
 impl Settings {
@@ -179,6 +156,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// docs/settings.md shows `--help`; it must not drift from the code.
@@ -194,8 +173,8 @@ mod tests {
         let settings = Settings::try_parse_from(["recommendations"]).expect("defaults parse");
 
         assert_eq!(settings.listen.to_string(), "0.0.0.0:50051");
-        assert_eq!(settings.admin_listen.to_string(), "0.0.0.0:8951");
-        assert_eq!(settings.drain_timeout, Duration::from_secs(25));
+        assert_eq!(settings.service.admin_listen.to_string(), "0.0.0.0:8951");
+        assert_eq!(settings.service.drain_timeout, Duration::from_secs(25));
         assert_eq!(settings.limits.max_message_bytes, 65_536);
         assert_eq!(settings.limits.concurrency_limit, 1024);
         assert_eq!(settings.limits.max_connection_age, Duration::from_secs(300));

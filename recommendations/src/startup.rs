@@ -5,12 +5,11 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use operations::{
-    AdminServer, Readiness,
     limits::GrpcLimits,
     listener::Listener,
     metrics::{RpcMetrics, Side},
     rpc::{LogRpc, MeterRpc, ObserveLayer},
-    shutdown,
+    service::Service,
 };
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use protobufs::{
@@ -46,9 +45,8 @@ pub struct Application {
     catalog: Arc<Catalog>,
     listener: Listener,
     local_addr: SocketAddr,
-    admin: AdminServer,
+    service: Service,
     metrics: RpcMetrics,
-    readiness: Readiness,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -91,23 +89,15 @@ impl Application {
             "Books in the served catalog",
             books,
         );
-        let readiness = Readiness::new();
-        let admin = AdminServer::bind(
-            settings.admin_listen,
-            Arc::new(registry),
-            readiness.clone(),
-            &settings.admin_limits,
-        )
-        .await?;
+        let service = Service::bind("grpc", &settings.service, registry).await?;
 
         Ok(Self {
             settings,
             catalog: Arc::new(catalog),
             listener,
             local_addr,
-            admin,
+            service,
             metrics,
-            readiness,
             tls,
         })
     }
@@ -119,7 +109,7 @@ impl Application {
 
     /// The address the admin listener is bound to.
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
-        self.admin.local_addr()
+        self.service.admin_addr()
     }
 
     /// Serves until `shutdown` resolves, then shuts down in order:
@@ -132,7 +122,6 @@ impl Application {
     where
         F: Future<Output = ()>,
     {
-        let admin_addr = self.admin.local_addr()?;
         let (health, health_service) = tonic_health::server::health_reporter();
         for name in HEALTH_SERVICES {
             health
@@ -144,40 +133,22 @@ impl Application {
             health_service,
             self.settings.limits.max_message_bytes,
         )?;
-
-        let admin = self.admin.spawn();
-        let (stop, stopped) = shutdown::trigger();
         let tls = if self.tls.is_some() { "on" } else { "off" };
-        let server = serve_routes(
-            routes,
-            self.listener,
-            &self.settings.limits,
-            self.tls,
-            self.metrics,
-            stopped,
-        );
-        tracing::info!(grpc = %self.local_addr, admin = %admin_addr, tls, "serving");
+        tracing::info!(grpc = %self.local_addr, admin = %self.service.admin_addr()?, tls, "serving");
 
-        let readiness = self.readiness;
+        let (listener, limits, metrics) = (self.listener, self.settings.limits, self.metrics);
+        let serve = |stopped| async move {
+            serve_routes(routes, listener, &limits, self.tls, metrics, stopped).await
+        };
         let going_away = async move {
-            readiness.set_not_ready();
             for name in HEALTH_SERVICES {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
-            tracing::info!("health is NOT_SERVING; draining calls in flight");
+            tracing::info!("health is NOT_SERVING");
         };
-        shutdown::serve_until_stopped(
-            "grpc",
-            server,
-            shutdown,
-            going_away,
-            stop,
-            self.settings.drain_timeout,
-            admin,
-        )
-        .await
+        self.service.serve(serve, going_away, shutdown).await
     }
 }
 

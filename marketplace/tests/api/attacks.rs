@@ -15,15 +15,14 @@ use crate::helpers::Upstream;
 
 /// The marketplace serving on both listeners, with `limits` on the web one.
 async fn serve(upstream: SocketAddr, limits: HttpLimits) -> (SocketAddr, SocketAddr) {
-    let app = Application::build(Settings {
-        limits,
-        admin_limits: AdminLimits {
-            admin_max_connections: 8,
-        },
-        ..Settings::for_tests(upstream)
-    })
-    .await
-    .expect("marketplace builds");
+    let mut settings = Settings::for_tests(upstream);
+    settings.limits = limits;
+    settings.service.admin_limits = AdminLimits {
+        admin_max_connections: 8,
+    };
+    let app = Application::build(settings)
+        .await
+        .expect("marketplace builds");
     let web = app.local_addr();
     let admin = app.admin_addr().expect("bound");
     tokio::spawn(app.run_until_stopped(std::future::pending()));

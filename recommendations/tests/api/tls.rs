@@ -225,15 +225,13 @@ async fn the_healthcheck_passes_over_tls_and_over_mutual_tls() {
         let settings = server_settings(&pki, mutual);
         let app = spawn_app_with(settings.clone()).await;
 
-        let result = recommendations::healthcheck::check_local(
-            &Settings {
-                listen: app.addr,
-                admin_listen: app.admin_addr,
-                ..settings
-            },
-            Duration::from_secs(10),
-        )
-        .await;
+        let mut settings = Settings {
+            listen: app.addr,
+            ..settings
+        };
+        settings.service.admin_listen = app.admin_addr;
+        let result =
+            recommendations::healthcheck::check_local(&settings, Duration::from_secs(10)).await;
 
         assert!(result.is_ok(), "mutual TLS {mutual}: {result:?}");
     }
