@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use operations::{
     metrics::{RpcMetrics, code_name},
     rpc::{
-        CallDeadline, Deadline, DeadlineLayer, LogRpc, MeterRpc, Observe, ObserveLayer,
+        CallDeadline, Deadline, DeadlineLayer, Observe, ObserveLayer, RpcLogger, RpcMeter,
         code_of_error,
     },
 };
@@ -39,7 +39,7 @@ use crate::{
 
 /// One replica's channel with its layers, outermost first: logging and
 /// metrics (one observer), then the deadline.
-pub type RpcChannel = Observe<Deadline<Channel>, (LogRpc, MeterRpc)>;
+pub type RpcChannel = Observe<Deadline<Channel>, (RpcLogger, RpcMeter)>;
 
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
@@ -48,7 +48,7 @@ pub type Client = RecommendationsServiceClient<RpcChannel>;
 /// category is not fetched.
 pub const BROWSE_LIMIT: usize = 1_000;
 
-/// The discovery task of [`Recommendations::discover`]: it stops when this
+/// The discovery task of [`RecommendationsClient::discover`]: it stops when this
 /// is dropped (with the service that holds it).
 #[derive(Debug)]
 pub struct Discovery(tokio::task::JoinHandle<()>);
@@ -68,7 +68,7 @@ pub struct EndpointLabels {
 
 /// A cheap-to-clone handle on the recommendations service.
 #[derive(Clone, Debug)]
-pub struct Recommendations {
+pub struct RecommendationsClient {
     pool: Pool<Client>,
     resolver: Resolver,
     retry_budget: Arc<RetryBudget>,
@@ -76,8 +76,8 @@ pub struct Recommendations {
     endpoint_calls: Family<EndpointLabels, Counter>,
 }
 
-impl Recommendations {
-    /// A client with no replica yet: [`Recommendations::discover`] finds
+impl RecommendationsClient {
+    /// A client with no replica yet: [`RecommendationsClient::discover`] finds
     /// them. Channels connect on first use and reconnect after failures, so
     /// the marketplace starts and serves while recommendations is down.
     pub fn new(
@@ -113,8 +113,8 @@ impl Recommendations {
                 // One log event per call, with the final status, and its
                 // metrics, deadline misses included.
                 .layer(ObserveLayer::new((
-                    LogRpc::new(operations::metrics::Side::Client),
-                    MeterRpc::new(metrics.clone()),
+                    RpcLogger::new(operations::metrics::Side::Client),
+                    RpcMeter::new(metrics.clone()),
                 )))
                 // Innermost: every call gets the deadline, on the wire too.
                 .layer(DeadlineLayer::new(timeout))
@@ -404,7 +404,7 @@ mod tests {
 
     /// A client over two replicas where nothing listens: every call is
     /// refused at once (UNAVAILABLE), which is a replica's failure.
-    fn refused_twice() -> Recommendations {
+    fn refused_twice() -> RecommendationsClient {
         let addrs: BTreeSet<SocketAddr> = (2..=3)
             .map(|host| {
                 let probe =
@@ -415,14 +415,15 @@ mod tests {
             .collect();
         let settings = Settings::for_tests(SocketAddr::from(([127, 0, 0, 1], 1)));
         let metrics = RpcMetrics::register(&mut Registry::default(), Side::Client);
-        let client = Recommendations::new(&settings, metrics, Family::default()).expect("a client");
+        let client =
+            RecommendationsClient::new(&settings, metrics, Family::default()).expect("a client");
         client.pool.update(&addrs);
         client
     }
 
     /// Runs a call on `client` that fails like a refused connection;
     /// returns how many attempts were made.
-    async fn attempts(client: &Recommendations, retry: Retry) -> usize {
+    async fn attempts(client: &RecommendationsClient, retry: Retry) -> usize {
         let count = AtomicUsize::new(0);
         let result: Result<(), Status> = client
             .call(retry, |_, _| {

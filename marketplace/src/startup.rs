@@ -14,7 +14,7 @@ use prometheus_client::{metrics::family::Family, registry::Registry};
 use tokio::net::TcpListener;
 
 use crate::{
-    client::{Discovery, Recommendations},
+    client::{Discovery, RecommendationsClient},
     middleware::observe::HttpMetrics,
     routes::{self, AppState},
     settings::Settings,
@@ -53,7 +53,7 @@ impl Application {
             "gRPC calls to recommendations by replica address and status code",
             endpoint_calls.clone(),
         );
-        let recommendations = Recommendations::new(&settings, rpc_metrics, endpoint_calls)?;
+        let recommendations = RecommendationsClient::new(&settings, rpc_metrics, endpoint_calls)?;
         let discovery = recommendations.discover(settings.resolve_interval).await;
         let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
 

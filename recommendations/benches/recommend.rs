@@ -16,7 +16,7 @@ use protobufs::v1::{
     self, recommendations_service_client::RecommendationsServiceClient,
     recommendations_service_server::RecommendationsService as _,
 };
-use recommendations::{Application, Catalog, Category, Settings, api::Recommendations};
+use recommendations::{Application, Catalog, Category, Settings, api::Recommender};
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
 
@@ -119,7 +119,7 @@ fn recommend(c: &mut Criterion) {
             })
         });
 
-        let service = Recommendations::new(catalog);
+        let service = Recommender::new(catalog);
         group.bench_with_input(BenchmarkId::new("handler", size), &service, |b, service| {
             b.iter(|| {
                 runtime

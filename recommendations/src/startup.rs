@@ -8,7 +8,7 @@ use operations::{
     limits::GrpcLimits,
     listener::Listener,
     metrics::{RpcMetrics, Side},
-    rpc::{LogRpc, MeterRpc, ObserveLayer},
+    rpc::{ObserveLayer, RpcLogger, RpcMeter},
     service::Service,
 };
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
@@ -24,7 +24,7 @@ use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 
 use crate::{
-    api::Recommendations,
+    api::Recommender,
     catalog::Catalog,
     listener::{self, Handshake},
     middleware::{
@@ -129,7 +129,7 @@ impl Application {
                 .await;
         }
         let routes = routes(
-            Recommendations::new(self.catalog),
+            Recommender::new(self.catalog),
             health_service,
             self.settings.limits.max_message_bytes,
         )?;
@@ -156,7 +156,7 @@ impl Application {
 /// implementation, gRPC health, and reflection (v1 and v1alpha), each with
 /// the same limit on request messages.
 fn routes(
-    service: Recommendations,
+    service: Recommender,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
@@ -215,8 +215,8 @@ where
         // flight), outermost so that they see the final status of
         // everything below, refused, timed-out and panicking calls included.
         .layer(ObserveLayer::new((
-            LogRpc::new(Side::Server),
-            MeterRpc::new(metrics),
+            RpcLogger::new(Side::Server),
+            RpcMeter::new(metrics),
         )))
         // Over the bound on calls in flight, refuse at once rather than
         // queue; a call's slot is held until its response is sent.

@@ -13,7 +13,7 @@ use protobufs::{
     legacy::recommendations_server::RecommendationsServer,
     v1::recommendations_service_server::RecommendationsServiceServer,
 };
-use recommendations::{Catalog, api::Recommendations};
+use recommendations::{Catalog, api::Recommender};
 use tonic::transport::{Server, server::TcpIncoming};
 
 #[derive(Parser)]
@@ -40,7 +40,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         None => Catalog::builtin(),
     }
     .context("cannot load the catalog")?;
-    let service = Recommendations::new(Arc::new(catalog));
+    let service = Recommender::new(Arc::new(catalog));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -16,7 +16,7 @@ use protobufs::v1::Book;
 
 use protobufs::Category;
 
-use crate::{client::Recommendations, error::PageError};
+use crate::{client::RecommendationsClient, error::PageError};
 
 /// Books on the homepage, as in the tutorial.
 const HOME_BOOKS: i32 = 3;
@@ -27,11 +27,13 @@ const CATEGORY_BOOKS: i32 = 6;
 /// channel per replica), and the count of pages served without
 /// recommendations. axum clones the state for every request: one `Arc`.
 #[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState {
+    shared: Arc<Shared>,
+}
 
 #[derive(Debug)]
 struct Shared {
-    recommendations: Recommendations,
+    recommendations: RecommendationsClient,
     degraded: Family<PageLabels, Counter>,
 }
 
@@ -43,11 +45,16 @@ pub struct PageLabels {
 
 impl AppState {
     /// State over `recommendations`; degraded pages are counted in `degraded`.
-    pub fn new(recommendations: Recommendations, degraded: Family<PageLabels, Counter>) -> Self {
-        Self(Arc::new(Shared {
-            recommendations,
-            degraded,
-        }))
+    pub fn new(
+        recommendations: RecommendationsClient,
+        degraded: Family<PageLabels, Counter>,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                recommendations,
+                degraded,
+            }),
+        }
     }
 
     /// Recommendations, or `None` when the service failed: the client layers
@@ -58,9 +65,17 @@ impl AppState {
         count: i32,
         page: &'static str,
     ) -> Option<Vec<Book>> {
-        let books = self.0.recommendations.recommend(category, count).await.ok();
+        let books = self
+            .shared
+            .recommendations
+            .recommend(category, count)
+            .await
+            .ok();
         if books.is_none() {
-            self.0.degraded.get_or_create(&PageLabels { page }).inc();
+            self.shared
+                .degraded
+                .get_or_create(&PageLabels { page })
+                .inc();
         }
         books
     }
@@ -126,11 +141,11 @@ pub async fn browse(
     Path(slug): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let category = Category::from_slug(&slug).ok_or(PageError::NotFound)?;
-    let (books, truncated) = match state.0.recommendations.list_books(category).await {
+    let (books, truncated) = match state.shared.recommendations.list_books(category).await {
         Ok((books, truncated)) => (Some(books), truncated),
         Err(_) => {
             state
-                .0
+                .shared
                 .degraded
                 .get_or_create(&PageLabels { page: "browse" })
                 .inc();

@@ -17,18 +17,18 @@ use crate::metrics::{Side, code_name};
 /// would cost more than the refusal, so the admission layer says so once a
 /// second instead, with a count.
 #[derive(Clone, Copy, Debug)]
-pub struct LogRpc {
+pub struct RpcLogger {
     side: Side,
 }
 
-impl LogRpc {
+impl RpcLogger {
     /// Logs the calls of one side (`rpc.side` field of every event).
     pub fn new(side: Side) -> Self {
         Self { side }
     }
 }
 
-impl RpcObserver for LogRpc {
+impl RpcObserver for RpcLogger {
     fn on_end(&self, end: &RpcEnd<'_>) {
         let side = self.side.as_str();
         let code = code_name(end.code);

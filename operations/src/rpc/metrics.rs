@@ -6,18 +6,18 @@ use crate::metrics::RpcMetrics;
 /// Records every call in [`RpcMetrics`]: the in-flight gauge while it runs,
 /// then the count by method and status and the latency by method.
 #[derive(Clone, Debug)]
-pub struct MeterRpc {
+pub struct RpcMeter {
     metrics: RpcMetrics,
 }
 
-impl MeterRpc {
+impl RpcMeter {
     /// Records into `metrics`.
     pub fn new(metrics: RpcMetrics) -> Self {
         Self { metrics }
     }
 }
 
-impl RpcObserver for MeterRpc {
+impl RpcObserver for RpcMeter {
     fn on_start(&self) {
         self.metrics.started();
     }

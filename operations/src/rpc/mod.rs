@@ -27,8 +27,8 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 pub use deadline::{CallDeadline, Deadline, DeadlineLayer};
-pub use logging::LogRpc;
-pub use metrics::MeterRpc;
+pub use logging::RpcLogger;
+pub use metrics::RpcMeter;
 
 /// The error type of the observed service and body.
 pub type BoxError = Box<dyn StdError + Send + Sync>;

@@ -8,7 +8,7 @@ use protobufs::legacy::{
 };
 use tonic::{Request, Response, Status};
 
-use super::Recommendations;
+use super::Recommender;
 use crate::{
     catalog::{Book, Category},
     error::Error,
@@ -28,7 +28,7 @@ fn recommendation(book: &Book) -> BookRecommendation {
 }
 
 #[tonic::async_trait]
-impl recommendations_server::Recommendations for Recommendations {
+impl recommendations_server::Recommendations for Recommender {
     async fn recommend(
         &self,
         request: Request<RecommendationRequest>,
@@ -52,8 +52,8 @@ mod tests {
     use super::*;
     use crate::catalog::Catalog;
 
-    fn service() -> Recommendations {
-        Recommendations::new(Arc::new(
+    fn service() -> Recommender {
+        Recommender::new(Arc::new(
             Catalog::builtin().expect("the built-in catalog is valid"),
         ))
     }

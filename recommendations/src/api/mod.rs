@@ -1,4 +1,4 @@
-//! The gRPC services. One [`Recommendations`] value implements both
+//! The gRPC services. One [`Recommender`] value implements both
 //! contracts, the tutorial's original one ([`legacy`]) and v1 ([`v1`]), over
 //! one catalog, so they can never drift apart.
 
@@ -25,11 +25,11 @@ pub const LIST_BATCH: usize = 100;
 
 /// The recommendations service, serving both contracts. Cloning is cheap.
 #[derive(Clone, Debug)]
-pub struct Recommendations {
+pub struct Recommender {
     catalog: Arc<Catalog>,
 }
 
-impl Recommendations {
+impl Recommender {
     /// A service answering from `catalog`.
     pub fn new(catalog: Arc<Catalog>) -> Self {
         Self { catalog }

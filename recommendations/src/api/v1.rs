@@ -9,7 +9,7 @@ use protobufs::v1::{
 use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use super::{DEFAULT_MAX_RESULTS, LIST_BATCH, Recommendations};
+use super::{DEFAULT_MAX_RESULTS, LIST_BATCH, Recommender};
 use crate::{
     catalog::{Book, Category},
     error::Error,
@@ -36,7 +36,7 @@ fn book(book: &Book) -> pb::Book {
 }
 
 #[tonic::async_trait]
-impl RecommendationsService for Recommendations {
+impl RecommendationsService for Recommender {
     async fn recommend(
         &self,
         request: Request<RecommendRequest>,
@@ -87,8 +87,8 @@ mod tests {
     use super::*;
     use crate::{api::MAX_RESULTS_CAP, catalog::Catalog};
 
-    fn service() -> Recommendations {
-        Recommendations::new(Arc::new(
+    fn service() -> Recommender {
+        Recommender::new(Arc::new(
             Catalog::builtin().expect("the built-in catalog is valid"),
         ))
     }
@@ -141,7 +141,7 @@ mod tests {
             .collect::<String>();
         let catalog =
             crate::catalog::load_csv_for_tests(&format!("id,title,author,category\n{catalog}"));
-        let service = Recommendations::new(Arc::new(catalog));
+        let service = Recommender::new(Arc::new(catalog));
 
         let books = service
             .recommend(request(pb::Category::Mystery, i32::MAX))
