@@ -11,5 +11,6 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 
-pub use settings::{Cli, Command, Settings};
+pub use operations::cli::Command;
+pub use settings::{Cli, Settings};
 pub use startup::Application;

@@ -3,51 +3,30 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::Parser;
 use operations::{
+    cli::ServiceArgs,
     limits::{HttpLimits, with_env_prefix},
     service::ServiceSettings,
 };
 
-/// The Online Books For You web app. Renders the bookstore's pages from the
-/// recommendations service, reached over long-lived gRPC channels (one per
-/// replica) shared by every request; serves /metrics, /healthz and /readyz on an admin
-/// listener of its own.
-#[derive(Debug, Parser)]
-#[command(name = "marketplace", version)]
-pub struct Cli {
-    /// What to do; without a command, serve.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// The web app's settings (the health check uses them too).
-    #[command(flatten)]
-    pub settings: Settings,
-}
+/// The marketplace's command line: its settings, and `healthcheck`.
+pub type Cli = operations::cli::Cli<Settings>;
 
-/// The prefix of the environment variables of the shared settings.
-const ENV_PREFIX: &str = "MARKETPLACE";
+impl ServiceArgs for Settings {
+    const NAME: &'static str = "marketplace";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "The Online Books For You web app. Renders the bookstore's pages from the \
+        recommendations service, reached over long-lived gRPC channels (one per replica) shared \
+        by every request; serves /metrics, /healthz and /readyz on an admin listener of its own.";
+    const HEALTHCHECK: &'static str = "Exit 0 if /healthz on --admin-listen answers 200, 1 \
+        otherwise (for container HEALTHCHECKs; needs no curl)";
+    const ENV_PREFIX: &'static str = "MARKETPLACE";
 
-impl Cli {
-    /// The command line, with the shared limits' variables named for this
-    /// service (`MARKETPLACE_HTTP_MAX_CONNECTIONS`, ...).
-    pub fn command_with_env() -> clap::Command {
-        let command = with_env_prefix::<HttpLimits>(Self::command(), ENV_PREFIX);
-        with_env_prefix::<ServiceSettings<8950>>(command, ENV_PREFIX)
+    fn with_env_prefix(command: clap::Command) -> clap::Command {
+        let command = with_env_prefix::<HttpLimits>(command, Self::ENV_PREFIX);
+        with_env_prefix::<ServiceSettings<8950>>(command, Self::ENV_PREFIX)
     }
-
-    /// Parses the process's arguments and environment; exits with a usage
-    /// message on an invalid one.
-    pub fn from_env() -> Self {
-        operations::limits::parse_or_exit(Self::command_with_env())
-    }
-}
-
-/// The commands besides serving.
-#[derive(Clone, Copy, Debug, Subcommand)]
-pub enum Command {
-    /// Exit 0 if /healthz on --admin-listen answers 200, 1 otherwise (for
-    /// container HEALTHCHECKs; needs no curl).
-    Healthcheck,
 }
 
 /// The web app's settings.

@@ -1,5 +1,6 @@
 //! What both bookstore services share to run in production.
 //!
+//! - [`cli`]: every service's command line: its settings and `healthcheck`;
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`limits`]: every listener's limits, declared once as settings;
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod files;
 pub mod http;
 pub mod limits;

@@ -211,13 +211,6 @@ pub fn with_env_prefix<A: Args>(command: Command, prefix: &str) -> Command {
     })
 }
 
-/// Parses the process's arguments and environment with `command` (made by
-/// [`with_env_prefix`]); exits with a usage message on an invalid one.
-pub fn parse_or_exit<T: clap::FromArgMatches>(command: Command) -> T {
-    let matches = command.get_matches();
-    T::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
-}
-
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, FromArgMatches, Parser};

@@ -14,5 +14,6 @@ pub mod settings;
 pub mod startup;
 
 pub use catalog::{Book, Catalog, Category};
-pub use settings::{Cli, Command, Settings};
+pub use operations::cli::Command;
+pub use settings::{Cli, Settings};
 pub use startup::Application;

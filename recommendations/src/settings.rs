@@ -3,52 +3,33 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::Parser;
 use operations::{
+    cli::ServiceArgs,
     limits::{GrpcLimits, with_env_prefix},
     service::ServiceSettings,
     tls::ClientAuth,
 };
 
-/// Recommends books by category over gRPC (the bookstore's Recommendations
-/// service). Serves the versioned bookstore.recommendations.v1 API and the
-/// tutorial's original `Recommendations` contract side by side, with gRPC
-/// health and reflection, and an admin HTTP listener for /metrics.
-#[derive(Debug, Parser)]
-#[command(name = "recommendations", version)]
-pub struct Cli {
-    /// What to do; without a command, serve.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// The server's settings (the health check uses them too).
-    #[command(flatten)]
-    pub settings: Settings,
-}
+/// The recommendations server's command line: its settings, and
+/// `healthcheck`.
+pub type Cli = operations::cli::Cli<Settings>;
 
-/// The prefix of every environment variable the server reads.
-const ENV_PREFIX: &str = "RECOMMENDATIONS";
+impl ServiceArgs for Settings {
+    const NAME: &'static str = "recommendations";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "Recommends books by category over gRPC (the bookstore's \
+        Recommendations service). Serves the versioned bookstore.recommendations.v1 API and the \
+        tutorial's original `Recommendations` contract side by side, with gRPC health and \
+        reflection, and an admin HTTP listener for /metrics.";
+    const HEALTHCHECK: &'static str = "Exit 0 if the server on --listen reports SERVING over \
+        gRPC health, 1 otherwise (for container HEALTHCHECKs; needs no curl or grpcurl)";
+    const ENV_PREFIX: &'static str = "RECOMMENDATIONS";
 
-impl Cli {
-    /// The command line, with the shared limits' variables named for this
-    /// service (`RECOMMENDATIONS_MAX_CONNECTIONS`, ...).
-    pub fn command_with_env() -> clap::Command {
-        let command = with_env_prefix::<GrpcLimits>(Self::command(), ENV_PREFIX);
-        with_env_prefix::<ServiceSettings<8951>>(command, ENV_PREFIX)
+    fn with_env_prefix(command: clap::Command) -> clap::Command {
+        let command = with_env_prefix::<GrpcLimits>(command, Self::ENV_PREFIX);
+        with_env_prefix::<ServiceSettings<8951>>(command, Self::ENV_PREFIX)
     }
-
-    /// Parses the process's arguments and environment; exits with a usage
-    /// message on an invalid one.
-    pub fn from_env() -> Self {
-        operations::limits::parse_or_exit(Self::command_with_env())
-    }
-}
-
-/// The commands besides serving.
-#[derive(Clone, Copy, Debug, Subcommand)]
-pub enum Command {
-    /// Exit 0 if the server on --listen reports SERVING over gRPC health, 1
-    /// otherwise (for container HEALTHCHECKs; needs no curl or grpcurl).
-    Healthcheck,
 }
 
 /// The server's settings.
@@ -204,15 +185,5 @@ mod tests {
             .collect();
 
         assert!(unprefixed.is_empty(), "{unprefixed:?}");
-    }
-
-    #[test]
-    fn healthcheck_is_a_subcommand_that_reads_the_same_settings() {
-        let cli =
-            Cli::try_parse_from(["recommendations", "--listen=127.0.0.1:6000", "healthcheck"])
-                .expect("parses");
-
-        assert!(matches!(cli.command, Some(Command::Healthcheck)));
-        assert_eq!(cli.settings.listen.port(), 6000);
     }
 }
