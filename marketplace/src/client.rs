@@ -33,7 +33,12 @@ use tonic::{
 use tower::ServiceBuilder;
 
 use crate::{
-    balance::{Ejection, Member, Pool, discovery::Resolver, retry_budget::RetryBudget},
+    balance::{
+        Ejection, Pool,
+        discovery::Resolver,
+        retry::{Retry, RetryPolicy, deadline_exceeded},
+        retry_budget::RetryBudget,
+    },
     settings::Settings,
 };
 
@@ -71,8 +76,7 @@ pub struct EndpointLabels {
 pub struct RecommendationsClient {
     pool: Pool<Client>,
     resolver: Resolver,
-    retry_budget: Arc<RetryBudget>,
-    timeout: Duration,
+    retries: Arc<RetryPolicy>,
     endpoint_calls: Family<EndpointLabels, Counter>,
 }
 
@@ -130,17 +134,19 @@ impl RecommendationsClient {
                     max: settings.max_ejection_time,
                 },
             ),
-            retry_budget: Arc::new(RetryBudget::new(
-                settings.retry_budget_ratio,
-                settings.retry_budget_min_per_second,
-            )),
+            retries: Arc::new(RetryPolicy {
+                timeout,
+                budget: RetryBudget::new(
+                    settings.retry_budget_ratio,
+                    settings.retry_budget_min_per_second,
+                ),
+            }),
             resolver: Resolver::new(
                 &settings.recommendations_host,
                 settings.recommendations_port,
                 settings.hosts_file.clone(),
                 settings.resolve_timeout,
             ),
-            timeout,
             endpoint_calls,
         })
     }
@@ -160,7 +166,7 @@ impl RecommendationsClient {
                 tokio::select! {
                     _ = resolve.tick() => this.resolve().await,
                     _ = probe.tick() => {
-                        let left = this.pool.probe_down(this.timeout).await;
+                        let left = this.pool.probe_down(this.retries.timeout).await;
                         this.forget(&left);
                     }
                 }
@@ -239,61 +245,30 @@ impl RecommendationsClient {
         .await
     }
 
-    /// Runs a call on the next replica; if it fails with a status that says
-    /// "this replica, not this request" (UNAVAILABLE, a broken connection, a
-    /// missed deadline), ejects that replica and, if the call is
-    /// [`Retry::Idempotent`], the deadline leaves time for it and the retry
-    /// budget allows, tries once more on another, within the same deadline.
+    /// Runs a call on the pool (see [`Pool::call`]), counting each attempt
+    /// in its replica's series.
     async fn call<T, F, Fut>(&self, retry: Retry, attempt: F) -> Result<T, Status>
     where
         F: Fn(Client, Instant) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
-        self.retry_budget.deposit();
-        let attempts = async {
-            let first = self
-                .pool
-                .pick(None)
-                .ok_or_else(|| Status::unavailable("no recommendations replica is known yet"))?;
-            let status = match self.attempt(&first, &attempt, deadline).await {
-                Err(status) if replica_failed(&status) => status,
-                other => return other,
-            };
-            self.pool.eject(&first);
-            if retry == Retry::Never {
-                return Err(status);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < self.timeout.mul_f64(MIN_RETRY_SHARE) {
-                tracing::debug!(from = %first.addr, ?left, "not retried: too little of the deadline is left");
-                return Err(status);
-            }
-            let Some(second) = self.pool.pick(Some(first.addr)) else {
-                return Err(status);
-            };
-            if !self.retry_budget.try_withdraw() {
-                tracing::debug!(from = %first.addr, "not retried: the retry budget is spent");
-                return Err(status);
-            }
-            tracing::info!(from = %first.addr, to = %second.addr, "retrying on another replica");
-            let result = self.attempt(&second, &attempt, deadline).await;
-            if matches!(&result, Err(status) if replica_failed(status)) {
-                self.pool.eject(&second);
-            }
-            result
-        };
-        // Each attempt ends itself at this same instant (CallDeadline), and is
-        // polled first, so it is observed as DEADLINE_EXCEEDED; this timer
-        // bounds what follows the response headers (a ListBooks stream).
-        tokio::time::timeout_at(deadline, attempts)
-            .await
-            .unwrap_or_else(|_| {
-                Err(Status::deadline_exceeded(format!(
-                    "no answer within the {:?} deadline",
-                    self.timeout
-                )))
+        self.pool
+            .call(&self.retries, retry, |member, deadline| {
+                let call = attempt(member.client.clone(), deadline);
+                let endpoint = member.endpoint.clone();
+                async move {
+                    let result = call.await.map_err(|status| self.deadline_as_such(status));
+                    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+                    self.endpoint_calls
+                        .get_or_create(&EndpointLabels {
+                            endpoint,
+                            code: code_name(code),
+                        })
+                        .inc();
+                    result
+                }
             })
+            .await
     }
 
     /// tonic's channel ends a call at its `grpc-timeout` with its own timer,
@@ -304,56 +279,12 @@ impl RecommendationsClient {
             && std::error::Error::source(&status)
                 .is_some_and(|source| code_of_error(source) == Code::DeadlineExceeded);
         if timed_out {
-            Status::deadline_exceeded(format!("no answer within the {:?} deadline", self.timeout))
+            deadline_exceeded(self.retries.timeout)
         } else {
             status
         }
     }
-
-    async fn attempt<T, F, Fut>(
-        &self,
-        member: &Member<Client>,
-        attempt: &F,
-        deadline: Instant,
-    ) -> Result<T, Status>
-    where
-        F: Fn(Client, Instant) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let result = attempt(member.client.clone(), deadline)
-            .await
-            .map_err(|status| self.deadline_as_such(status));
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        if code == Code::Ok {
-            self.pool.answered(member);
-        }
-        self.endpoint_calls
-            .get_or_create(&EndpointLabels {
-                endpoint: member.endpoint.clone(),
-                code: code_name(code),
-            })
-            .inc();
-        result
-    }
 }
-
-/// Whether a call may run again on another replica after a failure: the
-/// first attempt may have reached its replica and done its work before the
-/// connection broke or the deadline passed. Every RPC says which it is;
-/// there is no default, so that a new one is a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
-    /// A read, or any call that does the same whether it runs once or
-    /// twice: Recommend and ListBooks.
-    Idempotent,
-    /// Anything else (a write): at most one attempt.
-    Never,
-}
-
-/// The least share of the deadline worth a retry: with less left, another
-/// replica could not answer in time anyway, and the page is better served
-/// at once without recommendations.
-const MIN_RETRY_SHARE: f64 = 0.1;
 
 /// Every gRPC status code, for removing a replica's series.
 const ALL_CODES: [Code; 17] = [
@@ -376,26 +307,9 @@ const ALL_CODES: [Code; 17] = [
     Code::Unauthenticated,
 ];
 
-/// Whether a failure is the replica's rather than the request's, so that
-/// the replica is ejected and another may well succeed: UNAVAILABLE (it is
-/// gone, refusing, or draining), DEADLINE_EXCEEDED (it is too slow: the
-/// others answer in time), or any status made on this side from a broken
-/// connection rather than sent by the replica. tonic keeps the transport
-/// error as the status's source, and maps some of them to codes that look
-/// final: a call refused by a replica's GOAWAY as it shuts down arrives as
-/// INTERNAL ("h2 protocol error"), a reset connection as UNKNOWN. Our calls
-/// are idempotent reads, so one more try elsewhere is always safe.
-fn replica_failed(status: &Status) -> bool {
-    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
-        || std::error::Error::source(status).is_some()
-}
-
 #[cfg(test)]
 mod tests {
-    use std::{
-        collections::BTreeSet,
-        sync::atomic::{AtomicUsize, Ordering},
-    };
+    use std::collections::BTreeSet;
 
     use operations::metrics::Side;
     use prometheus_client::registry::Registry;
@@ -421,20 +335,6 @@ mod tests {
         client
     }
 
-    /// Runs a call on `client` that fails like a refused connection;
-    /// returns how many attempts were made.
-    async fn attempts(client: &RecommendationsClient, retry: Retry) -> usize {
-        let count = AtomicUsize::new(0);
-        let result: Result<(), Status> = client
-            .call(retry, |_, _| {
-                count.fetch_add(1, Ordering::Relaxed);
-                async { Err(Status::unavailable("refused")) }
-            })
-            .await;
-        assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
-        count.load(Ordering::Relaxed)
-    }
-
     #[tokio::test]
     async fn discovery_runs_until_its_handle_is_dropped() {
         let client = refused_twice();
@@ -450,27 +350,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_an_idempotent_call_is_tried_on_another_replica() {
-        assert_eq!(attempts(&refused_twice(), Retry::Idempotent).await, 2);
-        assert_eq!(attempts(&refused_twice(), Retry::Never).await, 1);
-    }
-
-    #[tokio::test]
-    async fn a_deadline_miss_is_not_retried_for_want_of_time() {
+    async fn each_attempt_counts_in_its_replicas_series() {
         let client = refused_twice();
-        let count = AtomicUsize::new(0);
 
         let result: Result<(), Status> = client
-            .call(Retry::Idempotent, |_, deadline| {
-                count.fetch_add(1, Ordering::Relaxed);
-                async move {
-                    tokio::time::sleep_until(deadline).await;
-                    Err(Status::deadline_exceeded("too slow"))
-                }
+            .call(Retry::Idempotent, |_, _| async {
+                Err(Status::unavailable("refused"))
             })
             .await;
 
-        assert_eq!(result.map_err(|s| s.code()), Err(Code::DeadlineExceeded));
-        assert_eq!(count.load(Ordering::Relaxed), 1);
+        assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
+        for addr in client.pool.addresses() {
+            let refused = client.endpoint_calls.get_or_create(&EndpointLabels {
+                endpoint: addr.to_string(),
+                code: "UNAVAILABLE",
+            });
+            assert_eq!(refused.get(), 1, "{addr}: one attempt, counted once");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tonics_own_timeout_is_reported_as_the_deadline() {
+        let client = refused_twice();
+        let expired = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(expired.code(), Code::Cancelled, "as tonic reports it");
+
+        let status = client.deadline_as_such(expired);
+
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("1s deadline"), "{status:?}");
     }
 }

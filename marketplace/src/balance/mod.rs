@@ -5,8 +5,8 @@
 //! The [`Pool`] instead holds one lazily connected channel per replica
 //! address that [`discovery`] finds, picks them round-robin, and takes a
 //! replica that failed out of rotation until it answers a health check
-//! again. The client retries an idempotent call that failed with
-//! UNAVAILABLE once, on another replica (see `client`).
+//! again. A call that fails for its replica's sake runs once more on
+//! another, if it may run twice and the retry budget allows ([`retry`]).
 //!
 //! Taking a replica out is outlier ejection with back-off, as Envoy does
 //! it: a replica that fails a call (refuses it, breaks the connection, or
@@ -27,6 +27,7 @@
 //! replicas that answered.
 
 pub mod discovery;
+pub mod retry;
 pub mod retry_budget;
 
 use std::{
@@ -455,7 +456,7 @@ mod tests {
 
     use super::*;
 
-    fn pool() -> Pool<SocketAddr> {
+    pub(crate) fn pool() -> Pool<SocketAddr> {
         pool_of(64)
     }
 
@@ -475,7 +476,7 @@ mod tests {
         )
     }
 
-    fn addrs(ports: &[u16]) -> BTreeSet<SocketAddr> {
+    pub(crate) fn addrs(ports: &[u16]) -> BTreeSet<SocketAddr> {
         ports
             .iter()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))

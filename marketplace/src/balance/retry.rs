@@ -1,0 +1,246 @@
+//! Running a call on the pool: the next replica, and when that replica
+//! fails (not the request), its ejection and at most one more try on
+//! another, if the call may run twice, the deadline leaves time for it and
+//! the retry budget allows.
+
+use std::{future::Future, time::Duration};
+
+use tokio::time::Instant;
+use tonic::{Code, Status};
+
+use super::{Member, Pool, retry_budget::RetryBudget};
+
+/// Whether a call may run again on another replica after a failure: the
+/// first attempt may have reached its replica and done its work before the
+/// connection broke or the deadline passed. Every RPC says which it is;
+/// there is no default, so that a new one is a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// A read, or any call that does the same whether it runs once or
+    /// twice: Recommend and ListBooks.
+    Idempotent,
+    /// Anything else (a write): at most one attempt.
+    Never,
+}
+
+/// How calls on a pool are retried: within `timeout` from their start, and
+/// within `budget`.
+#[derive(Debug)]
+pub struct RetryPolicy {
+    /// Every call's deadline, from its start, its retry included.
+    pub timeout: Duration,
+    /// The retries allowed, as a share of the calls.
+    pub budget: RetryBudget,
+}
+
+/// The least share of the deadline worth a retry: with less left, another
+/// replica could not answer in time anyway, and the page is better served
+/// at once without recommendations.
+const MIN_RETRY_SHARE: f64 = 0.1;
+
+impl<C: Clone> Pool<C> {
+    /// Runs `attempt` on the next replica (it is given the replica and the
+    /// call's deadline, which it must end itself at). If it fails with a
+    /// status that says "this replica, not this request" (see
+    /// [`replica_failed`]), ejects that replica and, if the call is
+    /// [`Retry::Idempotent`], the deadline leaves time for it and the retry
+    /// budget allows, tries once more on another, within the same deadline.
+    /// A replica that answers is noted (see [`Pool::answered`]).
+    pub async fn call<T, F, Fut>(
+        &self,
+        policy: &RetryPolicy,
+        retry: Retry,
+        attempt: F,
+    ) -> Result<T, Status>
+    where
+        F: Fn(&Member<C>, Instant) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + policy.timeout;
+        policy.budget.deposit();
+        let attempts = async {
+            let first = self
+                .pick(None)
+                .ok_or_else(|| Status::unavailable("no recommendations replica is known yet"))?;
+            let status = match self.attempt(&first, &attempt, deadline).await {
+                Err(status) if replica_failed(&status) => status,
+                other => return other,
+            };
+            self.eject(&first);
+            if retry == Retry::Never {
+                return Err(status);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < policy.timeout.mul_f64(MIN_RETRY_SHARE) {
+                tracing::debug!(from = %first.addr, ?left, "not retried: too little of the deadline is left");
+                return Err(status);
+            }
+            let Some(second) = self.pick(Some(first.addr)) else {
+                return Err(status);
+            };
+            if !policy.budget.try_withdraw() {
+                tracing::debug!(from = %first.addr, "not retried: the retry budget is spent");
+                return Err(status);
+            }
+            tracing::info!(from = %first.addr, to = %second.addr, "retrying on another replica");
+            let result = self.attempt(&second, &attempt, deadline).await;
+            if matches!(&result, Err(status) if replica_failed(status)) {
+                self.eject(&second);
+            }
+            result
+        };
+        // Each attempt ends itself at this same instant, and is polled
+        // first, so it is observed as DEADLINE_EXCEEDED; this timer bounds
+        // what follows the response headers (a ListBooks stream).
+        tokio::time::timeout_at(deadline, attempts)
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded(policy.timeout)))
+    }
+
+    async fn attempt<T, F, Fut>(
+        &self,
+        member: &Member<C>,
+        attempt: &F,
+        deadline: Instant,
+    ) -> Result<T, Status>
+    where
+        F: Fn(&Member<C>, Instant) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let result = attempt(member, deadline).await;
+        if result.is_ok() {
+            self.answered(member);
+        }
+        result
+    }
+}
+
+/// The status of a call that had no answer within its deadline.
+pub fn deadline_exceeded(timeout: Duration) -> Status {
+    Status::deadline_exceeded(format!("no answer within the {timeout:?} deadline"))
+}
+
+/// Whether a failure is the replica's rather than the request's, so that
+/// the replica is ejected and another may well succeed: UNAVAILABLE (it is
+/// gone, refusing, or draining), DEADLINE_EXCEEDED (it is too slow: the
+/// others answer in time), or any status made on this side from a broken
+/// connection rather than sent by the replica. tonic keeps the transport
+/// error as the status's source, and maps some of them to codes that look
+/// final: a call refused by a replica's GOAWAY as it shuts down arrives as
+/// INTERNAL ("h2 protocol error"), a reset connection as UNKNOWN. Whether
+/// the call then runs again is [`Retry`]'s to say.
+pub fn replica_failed(status: &Status) -> bool {
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+        || std::error::Error::source(status).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::SocketAddr,
+        sync::{
+            Mutex,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+
+    use super::*;
+    use crate::balance::tests::{addrs, pool};
+
+    fn policy(ratio: f64, min_per_second: u32) -> RetryPolicy {
+        RetryPolicy {
+            timeout: Duration::from_secs(1),
+            budget: RetryBudget::new(ratio, min_per_second),
+        }
+    }
+
+    /// Runs a call that fails like a refused connection on a pool of two
+    /// replicas; returns the replicas tried, in order.
+    async fn refused(policy: &RetryPolicy, retry: Retry) -> Vec<SocketAddr> {
+        let pool = pool();
+        pool.update(&addrs(&[2, 3]));
+        let tried = Mutex::new(Vec::new());
+        let result: Result<(), Status> = pool
+            .call(policy, retry, |member, _| {
+                tried.lock().expect("not poisoned").push(member.client);
+                async { Err(Status::unavailable("refused")) }
+            })
+            .await;
+        assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
+        tried.into_inner().expect("not poisoned")
+    }
+
+    #[tokio::test]
+    async fn only_an_idempotent_call_is_tried_on_another_replica() {
+        let tried = refused(&policy(0.2, 10), Retry::Idempotent).await;
+        assert_eq!(tried.len(), 2, "{tried:?}");
+        assert_ne!(tried[0], tried[1], "the retry went to another replica");
+
+        assert_eq!(refused(&policy(0.2, 10), Retry::Never).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_allows_no_retry() {
+        assert_eq!(refused(&policy(0.0, 0), Retry::Idempotent).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_fails_is_ejected_and_one_that_refuses_a_request_is_not() {
+        let pool = pool();
+        pool.update(&addrs(&[2]));
+        let policy = policy(0.2, 10);
+
+        let invalid: Result<(), Status> = pool
+            .call(&policy, Retry::Idempotent, |_, _| async {
+                Err(Status::invalid_argument("no such category"))
+            })
+            .await;
+        assert_eq!(invalid.map_err(|s| s.code()), Err(Code::InvalidArgument));
+        assert!(!pool.snapshot()[0].is_down(), "the request's fault");
+
+        let unavailable: Result<(), Status> = pool
+            .call(&policy, Retry::Idempotent, |_, _| async {
+                Err(Status::unavailable("draining"))
+            })
+            .await;
+        assert_eq!(unavailable.map_err(|s| s.code()), Err(Code::Unavailable));
+        assert!(pool.snapshot()[0].is_down(), "the replica's fault");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_miss_is_not_retried_for_want_of_time() {
+        let pool = pool();
+        pool.update(&addrs(&[2, 3]));
+        let count = AtomicUsize::new(0);
+
+        let result: Result<(), Status> = pool
+            .call(&policy(0.2, 10), Retry::Idempotent, |_, deadline| {
+                count.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    tokio::time::sleep_until(deadline).await;
+                    Err(Status::deadline_exceeded("too slow"))
+                }
+            })
+            .await;
+
+        assert_eq!(result.map_err(|s| s.code()), Err(Code::DeadlineExceeded));
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_outlives_the_deadline_is_deadline_exceeded() {
+        let pool = pool();
+        pool.update(&addrs(&[2]));
+
+        let result: Result<(), Status> = pool
+            .call(&policy(0.2, 10), Retry::Idempotent, |_, _| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(())
+            })
+            .await;
+
+        let status = result.expect_err("past the deadline");
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("1s deadline"), "{status:?}");
+    }
+}
