@@ -320,12 +320,7 @@ mod tests {
     /// refused at once (UNAVAILABLE), which is a replica's failure.
     fn refused_twice() -> RecommendationsClient {
         let addrs: BTreeSet<SocketAddr> = (2..=3)
-            .map(|host| {
-                let probe =
-                    std::net::TcpListener::bind((std::net::Ipv4Addr::new(127, 0, 0, host), 0))
-                        .expect("a free port");
-                probe.local_addr().expect("bound")
-            })
+            .map(|host| operations::testing::free_addr([127, 0, 0, host]))
             .collect();
         let settings = Settings::for_tests(SocketAddr::from(([127, 0, 0, 1], 1)));
         let metrics = RpcMetrics::register(&mut Registry::default(), Side::Client);

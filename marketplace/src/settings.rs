@@ -200,9 +200,10 @@ mod tests {
     /// docs/settings.md shows `--help`; it must not drift from the code.
     #[test]
     fn the_settings_doc_is_the_help() {
-        let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/settings.md");
-        let help = operations::testing::docs::long_help(Cli::command_with_env());
-        operations::testing::docs::assert_block(&doc, "marketplace --help", &help);
+        operations::testing::docs::assert_help_documented(
+            env!("CARGO_MANIFEST_DIR"),
+            Cli::command_with_env(),
+        );
     }
 
     /// Every environment variable the docs name is one of the settings in

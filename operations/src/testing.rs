@@ -1,11 +1,28 @@
-//! Test support (feature `testing`): a throwaway PKI, made with rcgen in a
-//! temp dir, so that no certificate or key is ever committed, and a raw
-//! HTTP/2 client for attacks.
+//! Test support (feature `testing`), shared by every crate's tests:
+//!
+//! - [`Running`]: a service's real application on a task, stopped as
+//!   SIGTERM stops it; [`Process`]: its binary as a child process;
+//! - [`files`]: catalogs, hosts files and FIFOs for the services to read;
+//! - [`free_addr`]: a free port to bind later;
+//! - [`Pki`]: a throwaway PKI, made with rcgen in a temp dir, so that no
+//!   certificate or key is ever committed;
+//! - [`raw_h2`]: a raw HTTP/2 client for attacks;
+//! - [`docs`]: documentation generated from the code, checked.
 
 pub mod docs;
+pub mod files;
+pub mod process;
 pub mod raw_h2;
+pub mod running;
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::{Path, PathBuf},
+};
+
+pub use files::{HostsFile, csv_catalog, make_fifo, numbered_catalog, write_hosts};
+pub use process::Process;
+pub use running::Running;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
@@ -71,14 +88,11 @@ impl Pki {
     }
 }
 
-/// Makes a FIFO (named pipe) at `path`, as an input that would block a
-/// reader forever.
-pub fn make_fifo(path: &Path) {
-    let made = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(made.success(), "mkfifo {}", path.display());
+/// A free port on `ip`, released for a server to bind later (several
+/// replicas on 127.0.0.2, .3, ... can then share it).
+pub fn free_addr(ip: impl Into<IpAddr>) -> SocketAddr {
+    let listener = std::net::TcpListener::bind((ip.into(), 0)).expect("a free port");
+    listener.local_addr().expect("bound")
 }
 
 impl Default for Pki {

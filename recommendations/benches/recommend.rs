@@ -9,7 +9,7 @@
 //!   server with every layer, and back: what a client sees, less the
 //!   thread wake-ups (client and server share one thread).
 
-use std::{hint::black_box, io::Write as _, path::Path, sync::Arc, time::Instant};
+use std::{hint::black_box, path::Path, sync::Arc, time::Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use protobufs::v1::{
@@ -22,18 +22,10 @@ use tonic::transport::{Channel, Endpoint};
 
 /// A CSV catalog of `size` books spread over the three categories.
 fn catalog_file(size: usize) -> tempfile::TempPath {
-    let mut file = tempfile::Builder::new()
-        .suffix(".csv")
-        .tempfile()
-        .expect("a temp file");
-    let mut out = std::io::BufWriter::new(file.as_file_mut());
-    writeln!(out, "id,title,author,category").expect("write");
-    for id in 1..=size {
+    operations::testing::csv_catalog((1..=size).map(|id| {
         let category = Category::ALL[id % 3];
-        writeln!(out, "{id},Book number {id},Author {id},{category}").expect("write");
-    }
-    drop(out);
-    file.into_temp_path()
+        format!("{id},Book number {id},Author {id},{category}")
+    }))
 }
 
 /// The real server, with every layer, serving `catalog` on a loopback port

@@ -2,12 +2,16 @@
 //! replicas on 127.0.0.2, .3 and .4 (same port) behind one name, listed in a
 //! hosts file the test controls.
 
-use std::{io::Write as _, net::SocketAddr, path::Path, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use axum::Router;
 use marketplace::Settings;
+use operations::testing::HostsFile;
 
 use crate::helpers::{Upstream, book_titles, get, marketplace_with};
+
+/// The name the replicas stand behind.
+const NAME: &str = "recommendations";
 
 /// Replicas on 127.0.0.{hosts} sharing one port.
 async fn replicas(hosts: &[u8]) -> Vec<Upstream> {
@@ -20,20 +24,11 @@ async fn replicas(hosts: &[u8]) -> Vec<Upstream> {
     all
 }
 
-/// A hosts file naming `addrs` (their IPs) `recommendations`.
-fn write_hosts(path: &Path, addrs: impl IntoIterator<Item = SocketAddr>) {
-    let mut file = std::fs::File::create(path).expect("a writable temp file");
-    writeln!(file, "127.0.0.1 localhost").expect("write");
-    for addr in addrs {
-        writeln!(file, "{} recommendations", addr.ip()).expect("write");
-    }
-}
-
-async fn marketplace_for(hosts: &Path, port: u16) -> Router {
+async fn marketplace_for(hosts: &HostsFile, port: u16) -> Router {
     let settings = Settings {
-        recommendations_host: "recommendations".to_owned(),
+        recommendations_host: NAME.to_owned(),
         recommendations_port: port,
-        hosts_file: Some(hosts.to_path_buf()),
+        hosts_file: Some(hosts.path()),
         resolve_interval: Duration::from_millis(100),
         rpc_timeout: Duration::from_secs(2),
         ..Settings::for_tests(SocketAddr::from(([127, 0, 0, 1], port)))
@@ -57,9 +52,8 @@ async fn load_pages(router: &Router, count: usize) {
 #[tokio::test]
 async fn calls_spread_evenly_over_three_replicas() {
     let replicas = replicas(&[2, 3, 4]).await;
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
-    let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
+    let hosts = HostsFile::new(NAME, replicas.iter().map(|r| r.addr));
+    let router = marketplace_for(&hosts, replicas[0].addr.port()).await;
 
     load_pages(&router, 300).await;
 
@@ -78,9 +72,8 @@ async fn calls_spread_evenly_over_three_replicas() {
 #[tokio::test]
 async fn a_replica_shutting_down_costs_no_page() {
     let mut replicas = replicas(&[2, 3, 4]).await;
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
-    let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
+    let hosts = HostsFile::new(NAME, replicas.iter().map(|r| r.addr));
+    let router = marketplace_for(&hosts, replicas[0].addr.port()).await;
     load_pages(&router, 30).await;
 
     replicas.remove(1).stop().await;
@@ -92,13 +85,12 @@ async fn a_replica_shutting_down_costs_no_page() {
 async fn a_new_replica_gets_calls_after_the_next_resolution() {
     let mut replicas = replicas(&[2, 3]).await;
     let port = replicas[0].addr.port();
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
-    let router = marketplace_for(hosts.path(), port).await;
+    let hosts = HostsFile::new(NAME, replicas.iter().map(|r| r.addr));
+    let router = marketplace_for(&hosts, port).await;
     load_pages(&router, 10).await;
 
     replicas.push(Upstream::start_on(SocketAddr::from(([127, 0, 0, 4], port)), None).await);
-    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
+    hosts.write(NAME, replicas.iter().map(|r| r.addr));
 
     let newcomer = &replicas[2];
     for _ in 0..100 {
@@ -117,9 +109,8 @@ async fn a_new_replica_gets_calls_after_the_next_resolution() {
 #[tokio::test]
 async fn with_every_replica_down_the_page_still_renders_with_a_notice() {
     let mut replicas = replicas(&[2, 3]).await;
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), replicas.iter().map(|r| r.addr));
-    let router = marketplace_for(hosts.path(), replicas[0].addr.port()).await;
+    let hosts = HostsFile::new(NAME, replicas.iter().map(|r| r.addr));
+    let router = marketplace_for(&hosts, replicas[0].addr.port()).await;
     load_pages(&router, 4).await;
 
     while let Some(replica) = replicas.pop() {
@@ -196,9 +187,8 @@ async fn a_call_refused_by_a_replica_going_away_is_retried_on_another() {
     let refusing = refusing_replica(SocketAddr::from(([127, 0, 0, 2], 0))).await;
     let healthy =
         Upstream::start_on(SocketAddr::from(([127, 0, 0, 3], refusing.port())), None).await;
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), [refusing, healthy.addr]);
-    let router = marketplace_for(hosts.path(), refusing.port()).await;
+    let hosts = HostsFile::new(NAME, [refusing, healthy.addr]);
+    let router = marketplace_for(&hosts, refusing.port()).await;
 
     load_pages(&router, 20).await;
 

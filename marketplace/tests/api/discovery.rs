@@ -2,9 +2,11 @@
 //! name that stands for thousands of addresses, nearly all dead, and a
 //! hosts file that is a FIFO.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
-use crate::end_to_end::{Process, recommendations_binary};
+use operations::testing::{HostsFile, Process, free_addr};
+
+use crate::end_to_end::{marketplace_behind, recommendations_binary};
 
 const NAME: &str = "recommendations";
 
@@ -21,42 +23,24 @@ async fn page_ok(client: &reqwest::Client, url: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_with_thousands_of_dead_addresses_still_serves_from_the_live_one() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("bound")
-        .port();
-    let live = SocketAddr::from(([127, 0, 0, 1], port));
+    let live = free_addr([127, 0, 0, 1]);
+    let port = live.port();
     let _replica = Process::start(
         &recommendations_binary(),
         &[&format!("--listen={live}"), "--admin-listen=127.0.0.1:0"],
     );
     // 2,000 loopback addresses where nothing listens (refused at once),
     // and the live one among them.
-    let mut hosts = String::new();
-    for i in 0..2_000u32 {
-        let [_, _, b, c] = (0x7f01_0000 + i).to_be_bytes();
-        hosts.push_str(&format!("127.1.{b}.{c} {NAME}\n"));
-    }
-    hosts.push_str(&format!("127.0.0.1 {NAME}\n"));
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let hosts_file = dir.path().join("hosts");
-    std::fs::write(&hosts_file, hosts).expect("written");
-    let mut marketplace = Process::start(
-        &PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
+    let dead = (0..2_000u32).map(|i| SocketAddr::from(((0x7f01_0000 + i).to_be_bytes(), port)));
+    let hosts = HostsFile::new(NAME, dead.chain([live]));
+    let (marketplace, url, admin) = marketplace_behind(
+        &hosts.path(),
         &[
-            "--listen=127.0.0.1:0",
-            "--admin-listen=127.0.0.1:0",
-            &format!("--recommendations-host={NAME}"),
             &format!("--recommendations-port={port}"),
-            &format!("--hosts-file={}", hosts_file.display()),
             "--resolve-interval=100ms",
             "--max-replicas=64",
         ],
     );
-    let serving = marketplace.serving();
-    let url = format!("http://{}/", serving["http"].as_str().expect("an address"));
-    let admin = serving["admin"].as_str().expect("an address").to_owned();
     let client = reqwest::Client::new();
 
     // The pool swaps its dead members for spares until it holds the live
@@ -111,20 +95,7 @@ async fn a_hosts_file_that_is_a_fifo_neither_blocks_pages_nor_shutdown() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let fifo = dir.path().join("hosts");
     operations::testing::make_fifo(&fifo);
-    let mut marketplace = Process::start(
-        &PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
-        &[
-            "--listen=127.0.0.1:0",
-            "--admin-listen=127.0.0.1:0",
-            &format!("--recommendations-host={NAME}"),
-            &format!("--hosts-file={}", fifo.display()),
-            "--resolve-interval=100ms",
-        ],
-    );
-    let url = format!(
-        "http://{}/",
-        marketplace.serving()["http"].as_str().expect("an address")
-    );
+    let (marketplace, url, _) = marketplace_behind(&fifo, &["--resolve-interval=100ms"]);
 
     // No replica is known: the page renders without recommendations.
     let response = reqwest::get(&url).await.expect("the homepage answers");

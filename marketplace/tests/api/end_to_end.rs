@@ -2,84 +2,30 @@
 //! integration test), then SIGTERM, and both exit 0.
 
 use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, ChildStdout, Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
 };
 
-/// A child process, killed if the test fails first.
-pub struct Process {
-    child: Child,
-    name: String,
-    stdout: Option<BufReader<ChildStdout>>,
-}
+use operations::testing::Process;
 
-impl Process {
-    pub fn start(binary: &std::path::Path, args: &[&str]) -> Self {
-        let mut child = Command::new(binary)
-            .args(args)
-            .arg("--log-format=json")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let name = binary
-            .file_name()
-            .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
-        Self {
-            name: format!("{name}[{}]", child.id()),
-            child,
-            stdout: Some(stdout),
-        }
-    }
-
-    /// Reads log lines until the "serving" event and returns it. The rest
-    /// of the log is then copied to the test's output (shown when the test
-    /// fails), which also keeps the pipe from filling up.
-    pub fn serving(&mut self) -> serde_json::Value {
-        let mut stdout = self.stdout.take().expect("serving() is called once");
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let read = stdout.read_line(&mut line).expect("readable stdout");
-            assert!(read > 0, "the process exited before serving");
-            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
-            if event["message"] == "serving" {
-                let name = self.name.clone();
-                std::thread::spawn(move || {
-                    for line in stdout.lines().map_while(Result::ok) {
-                        eprintln!("{name}: {line}");
-                    }
-                });
-                return event;
-            }
-        }
-    }
-
-    /// SIGKILL, as a crashing node would.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("the process can be killed");
-        let _ = self.child.wait();
-    }
-
-    /// Sends SIGTERM and waits for the exit code.
-    pub fn terminate(mut self) -> Option<i32> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        self.child.wait().expect("the process ends").code()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The marketplace binary on free loopback ports, resolving
+/// `recommendations` from the hosts file `hosts`, with `args` besides,
+/// started and serving: (the process, the homepage's URL, the admin
+/// listener's address).
+pub fn marketplace_behind(hosts: &Path, args: &[&str]) -> (Process, String, String) {
+    let hosts_file = format!("--hosts-file={}", hosts.display());
+    let mut all = vec![
+        "--listen=127.0.0.1:0",
+        "--admin-listen=127.0.0.1:0",
+        "--recommendations-host=recommendations",
+        &hosts_file,
+    ];
+    all.extend_from_slice(args);
+    let mut process = Process::start(&PathBuf::from(env!("CARGO_BIN_EXE_marketplace")), &all);
+    let serving = process.serving();
+    let url = format!("http://{}/", Process::address(&serving, "http"));
+    let admin = Process::address(&serving, "admin");
+    (process, url, admin)
 }
 
 /// The recommendations binary of this workspace, built if needed.

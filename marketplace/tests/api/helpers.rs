@@ -1,4 +1,5 @@
-//! A real recommendations server on port 0, and a marketplace wired to it.
+//! A real recommendations server on port 0, and a marketplace wired to it
+//! (the rest of the test support is `operations::testing`).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -6,15 +7,14 @@ use axum::{Router, body::Body};
 use http::{Request, Response};
 use http_body_util::BodyExt as _;
 use marketplace::Settings;
-use tokio::{sync::oneshot, task::JoinHandle};
+use operations::testing::Running;
 use tower::ServiceExt as _;
 
 /// A recommendations server running in this process.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
+    running: Running,
 }
 
 impl Upstream {
@@ -33,39 +33,22 @@ impl Upstream {
             .expect("recommendations builds");
         let addr = app.local_addr();
         let admin = app.admin_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
+        let running = Running::spawn(|shutdown| app.run_until_stopped(shutdown));
         Self {
             addr,
             admin,
-            stop: Some(stop),
-            task,
+            running,
         }
     }
 
     /// Shuts down as on SIGTERM (NOT_SERVING, GOAWAY, drain) and waits.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let result = (&mut self.task).await.expect("no panic");
-        result.expect("a clean exit");
+    pub async fn stop(self) {
+        self.running.stop().await.expect("a clean exit");
     }
 
     /// How many Recommend calls this replica answered OK.
     pub async fn recommend_calls(&self) -> u64 {
         recommend_calls_at(&self.admin.to_string()).await
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.abort();
     }
 }
 
@@ -110,26 +93,6 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> String {
         .text()
         .await
         .expect("a text body")
-}
-
-/// A free loopback address, released for a server to bind later.
-pub fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("bound")
-}
-
-/// A CSV catalog in a temp file.
-pub fn catalog(rows: &[&str]) -> tempfile::TempPath {
-    use std::io::Write as _;
-    let mut file = tempfile::Builder::new()
-        .suffix(".csv")
-        .tempfile()
-        .expect("a temp file");
-    writeln!(file, "id,title,author,category").expect("write");
-    for row in rows {
-        writeln!(file, "{row}").expect("write");
-    }
-    file.into_temp_path()
 }
 
 /// The titles of the book cards of a page.

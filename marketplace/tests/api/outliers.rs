@@ -3,9 +3,7 @@
 //! retry without time left), and all of them sick (the retry budget).
 
 use std::{
-    io::Write as _,
     net::SocketAddr,
-    path::Path,
     pin::Pin,
     sync::{
         Arc,
@@ -16,6 +14,7 @@ use std::{
 
 use axum::Router;
 use marketplace::Settings;
+use operations::testing::{HostsFile, free_addr};
 use protobufs::v1::{
     Book, Category, ListBooksRequest, ListBooksResponse, RecommendRequest, RecommendResponse,
     recommendations_service_server::{RecommendationsService, RecommendationsServiceServer},
@@ -24,6 +23,9 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, codegen::tokio_stream::Stream};
 
 use crate::helpers::{Upstream, admin_get, book_titles, get, marketplace_with};
+
+/// The name the replicas stand behind.
+const NAME: &str = "recommendations";
 
 /// What a fake replica does with Recommend (health always says SERVING).
 #[derive(Clone, Copy)]
@@ -95,21 +97,13 @@ async fn fake(addr: SocketAddr, behaviour: Behaviour) -> Arc<AtomicU64> {
     calls
 }
 
-/// A hosts file naming `addrs` `recommendations`.
-fn write_hosts(path: &Path, addrs: &[SocketAddr]) {
-    let mut file = std::fs::File::create(path).expect("a writable temp file");
-    for addr in addrs {
-        writeln!(file, "{} recommendations", addr.ip()).expect("write");
-    }
-}
-
 /// A marketplace over the replicas in `hosts` on `port`, with the test's
 /// short deadline and ejections: the production defaults divided by ten.
-async fn marketplace(hosts: &Path, port: u16) -> (Router, SocketAddr) {
+async fn marketplace(hosts: &HostsFile, port: u16) -> (Router, SocketAddr) {
     marketplace_with(Settings {
-        recommendations_host: "recommendations".to_owned(),
+        recommendations_host: NAME.to_owned(),
         recommendations_port: port,
-        hosts_file: Some(hosts.to_path_buf()),
+        hosts_file: Some(hosts.path()),
         resolve_interval: Duration::from_millis(100),
         rpc_timeout: Duration::from_millis(100),
         base_ejection_time: Duration::from_millis(200),
@@ -153,9 +147,8 @@ async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
     let port = healthy.addr.port();
     let slow_addr = SocketAddr::from(([127, 0, 0, 3], port));
     let slow_calls = fake(slow_addr, Behaviour::Slow(Duration::from_secs(5))).await;
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), &[healthy.addr, slow_addr]);
-    let (router, admin) = marketplace(hosts.path(), port).await;
+    let hosts = HostsFile::new(NAME, [healthy.addr, slow_addr]);
+    let (router, admin) = marketplace(&hosts, port).await;
 
     let pages = load(&router, 4, Duration::from_secs(8)).await;
 
@@ -191,10 +184,7 @@ async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_replica_is_sick_retries_stay_within_the_budget() {
-    let first = SocketAddr::from(([127, 0, 0, 2], 0));
-    let probe = std::net::TcpListener::bind(first).expect("a free port");
-    let port = probe.local_addr().expect("bound").port();
-    drop(probe);
+    let port = free_addr([127, 0, 0, 2]).port();
     let addrs = [
         SocketAddr::from(([127, 0, 0, 2], port)),
         SocketAddr::from(([127, 0, 0, 3], port)),
@@ -203,9 +193,8 @@ async fn when_every_replica_is_sick_retries_stay_within_the_budget() {
         fake(addrs[0], Behaviour::Sick).await,
         fake(addrs[1], Behaviour::Sick).await,
     ];
-    let hosts = tempfile::NamedTempFile::new().expect("a temp file");
-    write_hosts(hosts.path(), &addrs);
-    let (router, _) = marketplace(hosts.path(), port).await;
+    let hosts = HostsFile::new(NAME, addrs);
+    let (router, _) = marketplace(&hosts, port).await;
 
     let started = Instant::now();
     let pages = load(&router, 2, Duration::from_secs(2)).await;

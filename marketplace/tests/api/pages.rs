@@ -8,7 +8,7 @@ use http::{Request, StatusCode};
 use marketplace::routes::CONTENT_SECURITY_POLICY;
 use tower::ServiceExt as _;
 
-use crate::helpers::{Upstream, book_titles, catalog, get, marketplace};
+use crate::helpers::{Upstream, book_titles, get, marketplace};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 
@@ -104,7 +104,9 @@ async fn the_browse_page_lists_the_whole_category() {
 
 #[tokio::test]
 async fn titles_are_escaped_not_executed() {
-    let file = catalog(&[r#"1,"<script>alert('owned')</script>",A & B <i>Author</i>,mystery"#]);
+    let file = operations::testing::csv_catalog([
+        r#"1,"<script>alert('owned')</script>",A & B <i>Author</i>,mystery"#,
+    ]);
     let upstream = Upstream::start(Some(file.to_path_buf())).await;
     let (router, _) = marketplace(upstream.addr, DEADLINE).await;
 

@@ -4,9 +4,8 @@
 //! killed, restarted and added. Every step must lose no page.
 
 use std::{
-    io::Write as _,
     net::SocketAddr,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -14,7 +13,9 @@ use std::{
     time::Duration,
 };
 
-use crate::end_to_end::{Process, recommendations_binary};
+use operations::testing::{HostsFile, Process, free_addr};
+
+use crate::end_to_end::{marketplace_behind, recommendations_binary};
 
 const NAME: &str = "recommendations";
 
@@ -42,19 +43,6 @@ fn start_replica(binary: &Path, addr: SocketAddr) -> Replica {
         addr,
         admin,
     }
-}
-
-fn write_hosts(path: &Path, replicas: &[SocketAddr]) {
-    let mut text = String::from("127.0.0.1 localhost\n");
-    for addr in replicas {
-        text.push_str(&format!("{} {NAME}\n", addr.ip()));
-    }
-    // Write then rename, so the marketplace never reads half a file.
-    let temporary = path.with_extension("new");
-    std::fs::File::create(&temporary)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .expect("a writable temp dir");
-    std::fs::rename(&temporary, path).expect("rename in place");
 }
 
 /// Recommend calls a replica answered OK, from its own metrics.
@@ -139,37 +127,23 @@ impl Load {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_page() {
     let recommendations = recommendations_binary();
-    let marketplace_bin = PathBuf::from(env!("CARGO_BIN_EXE_marketplace"));
-    let port = std::net::TcpListener::bind("127.0.0.2:0")
-        .expect("a free port")
-        .local_addr()
-        .expect("bound")
-        .port();
+    let port = free_addr([127, 0, 0, 2]).port();
     let addrs: Vec<SocketAddr> = (2..=5)
         .map(|host| SocketAddr::from(([127, 0, 0, host], port)))
         .collect();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let hosts = dir.path().join("hosts");
     let mut replicas: Vec<Replica> = addrs[..3]
         .iter()
         .map(|addr| start_replica(&recommendations, *addr))
         .collect();
-    write_hosts(&hosts, &addrs[..3]);
-    let mut marketplace = Process::start(
-        &marketplace_bin,
+    let hosts = HostsFile::new(NAME, addrs[..3].iter().copied());
+    let (marketplace, url, admin) = marketplace_behind(
+        &hosts.path(),
         &[
-            "--listen=127.0.0.1:0",
-            "--admin-listen=127.0.0.1:0",
-            &format!("--recommendations-host={NAME}"),
             &format!("--recommendations-port={port}"),
-            &format!("--hosts-file={}", hosts.display()),
             "--resolve-interval=200ms",
             "--rpc-timeout=2s",
         ],
     );
-    let serving = marketplace.serving();
-    let url = format!("http://{}/", serving["http"].as_str().expect("an address"));
-    let admin = serving["admin"].as_str().expect("an address").to_owned();
 
     // 1. Spread: each of three healthy replicas gets 25 % to 42 % of 3,000 pages.
     let load = Load::start(url.clone());
@@ -222,7 +196,7 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
 
     // 4. A fourth replica joins: it gets calls after the next resolution.
     let newcomer = start_replica(&recommendations, addrs[3]);
-    write_hosts(&hosts, &[addrs[0], addrs[1], addrs[3]]);
+    hosts.write(NAME, [addrs[0], addrs[1], addrs[3]]);
     let load = Load::start(url);
     for _ in 0..200 {
         if served(&newcomer).await > 0 {

@@ -60,6 +60,15 @@ pub fn long_help(command: clap::Command) -> String {
         .join("\n")
 }
 
+/// Checks that the workspace's `docs/settings.md` shows `command`'s
+/// `--help` in its block `{name} --help` (see [`assert_block`]);
+/// `crate_dir` is the calling crate's `CARGO_MANIFEST_DIR`.
+pub fn assert_help_documented(crate_dir: &str, command: clap::Command) {
+    let doc = Path::new(crate_dir).join("../docs/settings.md");
+    let name = format!("{} --help", command.get_name());
+    assert_block(&doc, &name, &long_help(command));
+}
+
 /// The words of `text` that start with one of `prefixes` and go on in
 /// capitals, digits and underscores, such as `MARKETPLACE_LISTEN`; a bare
 /// prefix (`MARKETPLACE_…`) is not one.

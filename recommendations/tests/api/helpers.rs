@@ -1,13 +1,14 @@
-//! `spawn_app()`: the real server on free loopback ports, and typed clients.
+//! `spawn_app()`: the real server on free loopback ports, and typed clients
+//! (the rest of the test support is `operations::testing`).
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use operations::testing::Running;
 use protobufs::{
     legacy::recommendations_client::RecommendationsClient,
     v1::recommendations_service_client::RecommendationsServiceClient,
 };
 use recommendations::{Application, Settings};
-use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
@@ -16,8 +17,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub channel: Channel,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<()>>,
+    running: Running,
 }
 
 impl TestApp {
@@ -35,17 +35,12 @@ impl TestApp {
 
     /// Begins the shutdown sequence, as SIGTERM does in production.
     pub fn begin_shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.running.begin_shutdown();
     }
 
     /// Shuts down and returns how `run_until_stopped` ended.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.begin_shutdown();
-        (&mut self.task)
-            .await
-            .expect("the server task does not panic")
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.running.stop().await
     }
 
     /// GET on the admin listener: (status, body).
@@ -55,12 +50,6 @@ impl TestApp {
             .expect("the admin listener answers");
         let status = response.status().as_u16();
         (status, response.text().await.expect("a text body"))
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -82,10 +71,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         .expect("the server builds");
     let addr = app.local_addr();
     let admin_addr = app.admin_addr().expect("the admin listener is bound");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let running = Running::spawn(|shutdown| app.run_until_stopped(shutdown));
     let channel = Endpoint::from_shared(format!("http://{addr}"))
         .expect("a valid URI")
         .connect_lazy();
@@ -93,21 +79,6 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         addr,
         admin_addr,
         channel,
-        stop: Some(stop),
-        task,
+        running,
     }
-}
-
-/// A CSV catalog of `count` mystery books, ids 1..=count, in a temp file.
-pub fn large_catalog(count: usize) -> tempfile::TempPath {
-    use std::io::Write as _;
-    let mut file = tempfile::Builder::new()
-        .suffix(".csv")
-        .tempfile()
-        .expect("a temp file");
-    writeln!(file, "id,title,author,category").expect("write");
-    for id in 1..=count {
-        writeln!(file, "{id},Mystery number {id},Author {id},mystery").expect("write");
-    }
-    file.into_temp_path()
 }

@@ -3,13 +3,16 @@
 use protobufs::v1;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use crate::helpers::{large_catalog, spawn_app_with_catalog};
+use operations::testing::numbered_catalog;
+
+use crate::helpers::spawn_app_with_catalog;
 
 #[tokio::test]
 async fn a_call_in_flight_at_shutdown_completes_while_health_reports_not_serving() {
     // Arrange: a category far larger than the HTTP/2 flow-control window, so
-    // the server cannot finish the stream until the client reads it.
-    let catalog = large_catalog(50_000);
+    // the server cannot finish the stream until the client reads it (about
+    // 7 MB; hyper's client window is 2 MB).
+    let catalog = numbered_catalog(200_000, "mystery");
     let mut app = spawn_app_with_catalog(catalog.to_path_buf()).await;
     let mut watch = app
         .health()
@@ -53,13 +56,13 @@ async fn a_call_in_flight_at_shutdown_completes_while_health_reports_not_serving
     while let Some(batch) = stream.message().await.expect("the stream ends OK") {
         received += batch.books.len();
     }
-    assert_eq!(received, 50_000);
+    assert_eq!(received, 200_000);
     app.stop().await.expect("a clean exit after the drain");
 }
 
 #[tokio::test]
 async fn after_shutdown_the_listener_refuses_new_connections() {
-    let catalog = large_catalog(3);
+    let catalog = numbered_catalog(3, "mystery");
     let app = spawn_app_with_catalog(catalog.to_path_buf()).await;
     let addr = app.addr;
 

@@ -29,22 +29,18 @@ async fn start(catalog: &Path, args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn a_catalog_over_the_size_cap_stops_start_up_with_its_size() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let path = dir.path().join("books.csv");
-    let mut csv = String::from("id,title,author,category\n");
-    for id in 1..=1000 {
-        csv.push_str(&format!("{id},Book {id},Author {id},mystery\n"));
-    }
-    std::fs::write(&path, &csv).expect("written");
+    let catalog = operations::testing::numbered_catalog(1000, "mystery");
+    let size = std::fs::metadata(&catalog).expect("written").len();
+    let path: &Path = &catalog;
 
-    let (ok, stderr) = start(&path, &["--catalog-max-bytes=10000"]).await;
+    let (ok, stderr) = start(path, &["--catalog-max-bytes=10000"]).await;
 
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains(&format!(
             "{}: {} bytes, over the limit of 10000 (see --catalog-max-bytes)",
             path.display(),
-            csv.len()
+            size
         )),
         "{stderr}"
     );

@@ -1,0 +1,96 @@
+//! A service binary as a child process, the way an operator runs it: its
+//! JSON log read up to the "serving" event (which names the bound
+//! addresses), SIGTERM or SIGKILL on demand, and killed if the test ends
+//! first, pass or fail.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, ChildStdout, Command, Stdio},
+};
+
+/// A child process, killed when dropped.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    name: String,
+    stdout: Option<BufReader<ChildStdout>>,
+}
+
+impl Process {
+    /// Starts `binary` with `args` and `--log-format=json`.
+    pub fn start(binary: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(binary)
+            .args(args)
+            .arg("--log-format=json")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let name = binary
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+        Self {
+            name: format!("{name}[{}]", child.id()),
+            child,
+            stdout: Some(stdout),
+        }
+    }
+
+    /// Reads log lines until the "serving" event and returns it. The rest
+    /// of the log is then copied to the test's output (shown when the test
+    /// fails), which also keeps the pipe from filling up.
+    pub fn serving(&mut self) -> serde_json::Value {
+        let mut stdout = self.stdout.take().expect("serving() is called once");
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let read = stdout.read_line(&mut line).expect("readable stdout");
+            assert!(read > 0, "{} exited before serving", self.name);
+            let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
+            if event["message"] == "serving" {
+                let name = self.name.clone();
+                std::thread::spawn(move || {
+                    for line in stdout.lines().map_while(Result::ok) {
+                        eprintln!("{name}: {line}");
+                    }
+                });
+                return event;
+            }
+        }
+    }
+
+    /// The address of the listener `name` ("http", "grpc", "admin") from
+    /// the "serving" event.
+    pub fn address(serving: &serde_json::Value, name: &str) -> String {
+        serving[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} address in {serving}"))
+            .to_owned()
+    }
+
+    /// SIGKILL, as a crashing node would.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("the process can be killed");
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        self.child.wait().expect("the process ends").code()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
