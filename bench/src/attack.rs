@@ -1,7 +1,7 @@
 //! Hostile clients over real sockets, for the siege (`src/bin/siege.rs`):
 //! connections that trickle, stall, idle or send half a message. Each
 //! reports what the server did to it; the siege judges. The HTTP/2 frame
-//! attacks use [`operations::testing::raw_h2`].
+//! attacks use [`service_kit::testing::raw_h2`].
 
 use std::{
     net::SocketAddr,

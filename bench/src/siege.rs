@@ -28,12 +28,12 @@ use std::{
 };
 
 use anyhow::{Context as _, ensure};
-use operations::testing::{
+use prost::Message as _;
+use protobufs::v1::{self, recommendations_service_client::RecommendationsServiceClient};
+use service_kit::testing::{
     Pki, Purpose,
     raw_h2::{ENHANCE_YOUR_CALM, REFUSED_STREAM, RawH2},
 };
-use prost::Message as _;
-use protobufs::v1::{self, recommendations_service_client::RecommendationsServiceClient};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,

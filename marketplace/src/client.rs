@@ -7,13 +7,6 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 
-use operations::{
-    metrics::{RpcMetrics, code_name},
-    rpc::{
-        CallDeadline, Deadline, DeadlineLayer, Observe, ObserveLayer, RpcLogger, RpcMeter,
-        code_of_error,
-    },
-};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -23,6 +16,13 @@ use protobufs::{
     v1::{
         Book, ListBooksRequest, RecommendRequest,
         recommendations_service_client::RecommendationsServiceClient,
+    },
+};
+use service_kit::{
+    metrics::{RpcMetrics, code_name},
+    rpc::{
+        CallDeadline, Deadline, DeadlineLayer, Observe, ObserveLayer, RpcLogger, RpcMeter,
+        code_of_error,
     },
 };
 use tokio::time::Instant;
@@ -117,7 +117,7 @@ impl RecommendationsClient {
                 // One log event per call, with the final status, and its
                 // metrics, deadline misses included.
                 .layer(ObserveLayer::new((
-                    RpcLogger::new(operations::metrics::Side::Client),
+                    RpcLogger::new(service_kit::metrics::Side::Client),
                     RpcMeter::new(metrics.clone()),
                 )))
                 // Innermost: every call gets the deadline, on the wire too.
@@ -311,8 +311,8 @@ const ALL_CODES: [Code; 17] = [
 mod tests {
     use std::collections::BTreeSet;
 
-    use operations::metrics::Side;
     use prometheus_client::registry::Registry;
+    use service_kit::metrics::Side;
 
     use super::*;
 
@@ -320,7 +320,7 @@ mod tests {
     /// refused at once (UNAVAILABLE), which is a replica's failure.
     fn refused_twice() -> RecommendationsClient {
         let addrs: BTreeSet<SocketAddr> = (2..=3)
-            .map(|host| operations::testing::free_addr([127, 0, 0, host]))
+            .map(|host| service_kit::testing::free_addr([127, 0, 0, host]))
             .collect();
         let settings = Settings::for_tests(SocketAddr::from(([127, 0, 0, 1], 1)));
         let metrics = RpcMetrics::register(&mut Registry::default(), Side::Client);

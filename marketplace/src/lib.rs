@@ -11,6 +11,6 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 
-pub use operations::cli::Command;
+pub use service_kit::cli::Command;
 pub use settings::{Cli, Settings};
 pub use startup::Application;

@@ -7,22 +7,22 @@ use marketplace::{Application, Cli, Command, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = operations::runtime::run(cli.settings.service.worker_threads, start(cli));
-    operations::telemetry::exit_code("marketplace", result)
+    let result = service_kit::runtime::run(cli.settings.service.worker_threads, start(cli));
+    service_kit::telemetry::exit_code("marketplace", result)
 }
 
 async fn start(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => run(cli.settings).await,
         Some(Command::Healthcheck) => {
-            let addr = operations::admin::local_probe_address(cli.settings.service.admin_listen);
-            operations::admin::probe(addr, "/healthz", Duration::from_secs(3)).await
+            let addr = service_kit::admin::local_probe_address(cli.settings.service.admin_listen);
+            service_kit::admin::probe(addr, "/healthz", Duration::from_secs(3)).await
         }
     }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    operations::telemetry::init(settings.service.log_format)?;
+    service_kit::telemetry::init(settings.service.log_format)?;
     let app = Application::build(settings).await?;
-    app.run_until_stopped(operations::shutdown::signal()).await
+    app.run_until_stopped(service_kit::shutdown::signal()).await
 }

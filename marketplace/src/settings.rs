@@ -4,14 +4,14 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
-use operations::{
+use service_kit::{
     cli::ServiceArgs,
     limits::{HttpLimits, with_env_prefix},
     service::ServiceSettings,
 };
 
 /// The marketplace's command line: its settings, and `healthcheck`.
-pub type Cli = operations::cli::Cli<Settings>;
+pub type Cli = service_kit::cli::Cli<Settings>;
 
 impl ServiceArgs for Settings {
     const NAME: &'static str = "marketplace";
@@ -169,7 +169,7 @@ impl Settings {
             .recommendations_tls_client_cert
             .as_deref()
             .zip(self.recommendations_tls_client_key.as_deref());
-        operations::tls::client_config(ca, domain, identity).map(Some)
+        service_kit::tls::client_config(ca, domain, identity).map(Some)
     }
 
     /// The recommendations endpoint URI, `http://host:port` (IPv6 literals
@@ -200,7 +200,7 @@ mod tests {
     /// docs/settings.md shows `--help`; it must not drift from the code.
     #[test]
     fn the_settings_doc_is_the_help() {
-        operations::testing::docs::assert_help_documented(
+        service_kit::testing::docs::assert_help_documented(
             env!("CARGO_MANIFEST_DIR"),
             Cli::command_with_env(),
         );
@@ -226,7 +226,7 @@ mod tests {
         let mut unknown = Vec::new();
         for page in &pages {
             let text = std::fs::read_to_string(page).expect("readable");
-            for name in operations::testing::docs::setting_names(
+            for name in service_kit::testing::docs::setting_names(
                 &text,
                 &["RECOMMENDATIONS_", "MARKETPLACE_"],
             ) {

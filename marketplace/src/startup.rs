@@ -5,12 +5,12 @@ use std::{future::Future, net::SocketAddr};
 
 use anyhow::Context;
 use axum::Router;
-use operations::{
+use prometheus_client::{metrics::family::Family, registry::Registry};
+use service_kit::{
     listener::Listener,
     metrics::{RpcMetrics, Side},
     service::Service,
 };
-use prometheus_client::{metrics::family::Family, registry::Registry};
 use tokio::net::TcpListener;
 
 use crate::{
@@ -112,7 +112,7 @@ impl Application {
         );
         let (listener, router, limits) = (self.listener, self.router, self.settings.limits);
         let serve = |stopped| async move {
-            operations::http::serve(listener, router, &limits, stopped).await;
+            service_kit::http::serve(listener, router, &limits, stopped).await;
             Ok::<(), std::convert::Infallible>(())
         };
         self.service.serve(serve, async {}, shutdown).await

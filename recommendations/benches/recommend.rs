@@ -22,7 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 
 /// A CSV catalog of `size` books spread over the three categories.
 fn catalog_file(size: usize) -> tempfile::TempPath {
-    operations::testing::csv_catalog((1..=size).map(|id| {
+    service_kit::testing::csv_catalog((1..=size).map(|id| {
         let category = Category::ALL[id % 3];
         format!("{id},Book number {id},Author {id},{category}")
     }))

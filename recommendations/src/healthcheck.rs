@@ -28,7 +28,7 @@ use crate::Settings;
 
 /// Checks the server that `settings` describe, on loopback.
 pub async fn check_local(settings: &Settings, timeout: Duration) -> anyhow::Result<()> {
-    let addr = operations::admin::local_probe_address(settings.listen);
+    let addr = service_kit::admin::local_probe_address(settings.listen);
     match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -48,8 +48,8 @@ pub async fn check_local(settings: &Settings, timeout: Duration) -> anyhow::Resu
                 )
             })?;
             if settings.tls_client_ca.is_some() {
-                let admin = operations::admin::local_probe_address(settings.service.admin_listen);
-                return operations::admin::probe(admin, "/readyz", timeout).await;
+                let admin = service_kit::admin::local_probe_address(settings.service.admin_listen);
+                return service_kit::admin::probe(admin, "/readyz", timeout).await;
             }
             check_tls(addr, chain, timeout).await
         }

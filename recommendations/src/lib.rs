@@ -14,6 +14,6 @@ pub mod settings;
 pub mod startup;
 
 pub use catalog::{Book, Catalog, Category};
-pub use operations::cli::Command;
+pub use service_kit::cli::Command;
 pub use settings::{Cli, Settings};
 pub use startup::Application;

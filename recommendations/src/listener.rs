@@ -1,5 +1,5 @@
 //! The gRPC listener's connections, from accept to handing them to tonic:
-//! a cap on connections open at once ([`operations::listener`]), a time
+//! a cap on connections open at once ([`service_kit::listener`]), a time
 //! limit on the TLS handshake (tonic's own has none) and on a plaintext
 //! client's first bytes, and the hard end of each connection's life
 //! ([`AgeLimited`]).
@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use operations::listener::{Accepted, Listener};
+use service_kit::listener::{Accepted, Listener};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,

@@ -7,8 +7,8 @@ use recommendations::{Application, Cli, Command, Settings};
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = operations::runtime::run(cli.settings.service.worker_threads, start(cli));
-    operations::telemetry::exit_code("recommendations", result)
+    let result = service_kit::runtime::run(cli.settings.service.worker_threads, start(cli));
+    service_kit::telemetry::exit_code("recommendations", result)
 }
 
 async fn start(cli: Cli) -> anyhow::Result<()> {
@@ -21,7 +21,7 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    operations::telemetry::init(settings.service.log_format)?;
+    service_kit::telemetry::init(settings.service.log_format)?;
     let app = Application::build(settings).await?;
-    app.run_until_stopped(operations::shutdown::signal()).await
+    app.run_until_stopped(service_kit::shutdown::signal()).await
 }

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::Parser;
-use operations::{
+use service_kit::{
     cli::ServiceArgs,
     limits::{GrpcLimits, with_env_prefix},
     service::ServiceSettings,
@@ -13,7 +13,7 @@ use operations::{
 
 /// The recommendations server's command line: its settings, and
 /// `healthcheck`.
-pub type Cli = operations::cli::Cli<Settings>;
+pub type Cli = service_kit::cli::Cli<Settings>;
 
 impl ServiceArgs for Settings {
     const NAME: &'static str = "recommendations";
@@ -117,7 +117,7 @@ impl Settings {
                     ca,
                     names: &self.tls_client_names,
                 });
-                operations::tls::server_config(cert, key, clients).map(Some)
+                service_kit::tls::server_config(cert, key, clients).map(Some)
             }
             _ => Ok(None),
         }
@@ -144,7 +144,7 @@ mod tests {
     /// docs/settings.md shows `--help`; it must not drift from the code.
     #[test]
     fn the_settings_doc_is_the_help() {
-        operations::testing::docs::assert_help_documented(
+        service_kit::testing::docs::assert_help_documented(
             env!("CARGO_MANIFEST_DIR"),
             Cli::command_with_env(),
         );

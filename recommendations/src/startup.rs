@@ -4,19 +4,19 @@
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use operations::{
-    limits::GrpcLimits,
-    listener::Listener,
-    metrics::{RpcMetrics, Side},
-    rpc::{ObserveLayer, RpcLogger, RpcMeter},
-    service::Service,
-};
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use protobufs::{
     legacy::recommendations_server::{RecommendationsServer, SERVICE_NAME as LEGACY_SERVICE},
     v1::recommendations_service_server::{
         RecommendationsServiceServer, SERVICE_NAME as V1_SERVICE,
     },
+};
+use service_kit::{
+    limits::GrpcLimits,
+    listener::Listener,
+    metrics::{RpcMetrics, Side},
+    rpc::{ObserveLayer, RpcLogger, RpcMeter},
+    service::Service,
 };
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};

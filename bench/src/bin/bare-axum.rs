@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use axum::{Router, response::Html, routing::get, serve::ListenerExt as _};
 use clap::Parser;
-use operations::shutdown;
+use service_kit::shutdown;
 
 #[derive(Parser)]
 struct Args {
@@ -25,7 +25,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    operations::runtime::build(args.worker_threads)?.block_on(serve(args))
+    service_kit::runtime::build(args.worker_threads)?.block_on(serve(args))
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

@@ -8,12 +8,12 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use operations::shutdown;
 use protobufs::{
     legacy::recommendations_server::RecommendationsServer,
     v1::recommendations_service_server::RecommendationsServiceServer,
 };
 use recommendations::{Catalog, api::Recommender};
+use service_kit::shutdown;
 use tonic::transport::{Server, server::TcpIncoming};
 
 #[derive(Parser)]
@@ -31,7 +31,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    operations::runtime::build(args.worker_threads)?.block_on(serve(args))
+    service_kit::runtime::build(args.worker_threads)?.block_on(serve(args))
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {

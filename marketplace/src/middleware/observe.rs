@@ -9,12 +9,12 @@ use axum::{
     middleware::Next,
     response::Response,
 };
-use operations::metrics::latency_histogram;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
+use service_kit::metrics::latency_histogram;
 
 /// The route label of requests that matched no route (404s).
 const UNMATCHED: &str = "unmatched";

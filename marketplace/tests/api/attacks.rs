@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use marketplace::{Application, Settings};
-use operations::limits::{AdminLimits, HttpLimits};
+use service_kit::limits::{AdminLimits, HttpLimits};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::Router;
 use marketplace::Settings;
-use operations::testing::HostsFile;
+use service_kit::testing::HostsFile;
 
 use crate::helpers::{Upstream, book_titles, get, marketplace_with};
 

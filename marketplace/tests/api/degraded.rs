@@ -12,7 +12,7 @@ const NOTICE: &str =
 
 #[tokio::test]
 async fn with_recommendations_down_the_homepage_renders_a_notice() {
-    let nobody = operations::testing::free_addr([127, 0, 0, 1]);
+    let nobody = service_kit::testing::free_addr([127, 0, 0, 1]);
     let (router, admin) = marketplace(nobody, Duration::from_secs(1)).await;
 
     let (response, html) = get(&router, "/").await;
@@ -53,7 +53,7 @@ async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
 
 #[tokio::test]
 async fn the_site_recovers_when_recommendations_comes_back() {
-    let addr = operations::testing::free_addr([127, 0, 0, 1]);
+    let addr = service_kit::testing::free_addr([127, 0, 0, 1]);
     let (router, _) = marketplace(addr, Duration::from_secs(1)).await;
     let (_, before) = get(&router, "/").await;
     assert!(before.contains(NOTICE), "{before}");

@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use operations::testing::{HostsFile, Process, free_addr};
+use service_kit::testing::{HostsFile, Process, free_addr};
 
 use crate::end_to_end::{marketplace_behind, recommendations_binary};
 
@@ -94,7 +94,7 @@ async fn a_name_with_thousands_of_dead_addresses_still_serves_from_the_live_one(
 async fn a_hosts_file_that_is_a_fifo_neither_blocks_pages_nor_shutdown() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let fifo = dir.path().join("hosts");
-    operations::testing::make_fifo(&fifo);
+    service_kit::testing::make_fifo(&fifo);
     let (marketplace, url, _) = marketplace_behind(&fifo, &["--resolve-interval=100ms"]);
 
     // No replica is known: the page renders without recommendations.

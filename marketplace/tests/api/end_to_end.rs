@@ -6,7 +6,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use operations::testing::Process;
+use service_kit::testing::Process;
 
 /// The marketplace binary on free loopback ports, resolving
 /// `recommendations` from the hosts file `hosts`, with `args` besides,

@@ -1,5 +1,5 @@
 //! A real recommendations server on port 0, and a marketplace wired to it
-//! (the rest of the test support is `operations::testing`).
+//! (the rest of the test support is `service_kit::testing`).
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -7,7 +7,7 @@ use axum::{Router, body::Body};
 use http::{Request, Response};
 use http_body_util::BodyExt as _;
 use marketplace::Settings;
-use operations::testing::Running;
+use service_kit::testing::Running;
 use tower::ServiceExt as _;
 
 /// A recommendations server running in this process.

@@ -14,11 +14,11 @@ use std::{
 
 use axum::Router;
 use marketplace::Settings;
-use operations::testing::{HostsFile, free_addr};
 use protobufs::v1::{
     Book, Category, ListBooksRequest, ListBooksResponse, RecommendRequest, RecommendResponse,
     recommendations_service_server::{RecommendationsService, RecommendationsServiceServer},
 };
+use service_kit::testing::{HostsFile, free_addr};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, codegen::tokio_stream::Stream};
 

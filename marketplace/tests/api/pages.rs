@@ -104,7 +104,7 @@ async fn the_browse_page_lists_the_whole_category() {
 
 #[tokio::test]
 async fn titles_are_escaped_not_executed() {
-    let file = operations::testing::csv_catalog([
+    let file = service_kit::testing::csv_catalog([
         r#"1,"<script>alert('owned')</script>",A & B <i>Author</i>,mystery"#,
     ]);
     let upstream = Upstream::start(Some(file.to_path_buf())).await;

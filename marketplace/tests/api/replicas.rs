@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use operations::testing::{HostsFile, Process, free_addr};
+use service_kit::testing::{HostsFile, Process, free_addr};
 
 use crate::end_to_end::{marketplace_behind, recommendations_binary};
 

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use marketplace::Settings;
-use operations::testing::{Pki, Purpose};
+use service_kit::testing::{Pki, Purpose};
 
 use crate::helpers::{book_titles, get, marketplace_with};
 

@@ -8,7 +8,7 @@
 
 use std::{borrow::Cow, collections::HashMap, fmt, io, path::Path};
 
-use operations::files::{self, FileError};
+use service_kit::files::{self, FileError};
 
 use serde::{
     Deserialize,
@@ -506,7 +506,7 @@ mod tests {
     fn what_is_not_a_regular_file_is_refused_without_reading_it() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let fifo = dir.path().join("books.csv");
-        operations::testing::make_fifo(&fifo);
+        service_kit::testing::make_fifo(&fifo);
         // Opening a FIFO for reading would wait for a writer: this returns.
         assert_eq!(
             path_error(&fifo, u64::MAX),

@@ -286,7 +286,7 @@ mod tests {
     }
 
     fn code<B>(response: &Response<B>) -> Option<tonic::Code> {
-        operations::rpc::status_code(response.headers())
+        service_kit::rpc::status_code(response.headers())
     }
 
     #[tokio::test]

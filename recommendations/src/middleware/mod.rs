@@ -1,5 +1,5 @@
 //! The server's tower layers that are specific to it. Logging and metrics
-//! come from `operations::rpc`, shared with the marketplace's client side;
+//! come from `service_kit::rpc`, shared with the marketplace's client side;
 //! the stack itself is assembled, in order, in `startup::serve_routes`.
 
 pub mod admission;

@@ -11,7 +11,7 @@ use tokio::{io::AsyncReadExt as _, net::TcpStream};
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use operations::testing::raw_h2::{ENHANCE_YOUR_CALM, REFUSED_STREAM, RawH2};
+use service_kit::testing::raw_h2::{ENHANCE_YOUR_CALM, REFUSED_STREAM, RawH2};
 
 use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
@@ -64,7 +64,7 @@ async fn health_is_serving(app: &TestApp) -> bool {
 #[tokio::test]
 async fn one_connection_holding_calls_open_does_not_deny_service_to_others() {
     let app = spawn_app_with(Settings {
-        limits: operations::limits::GrpcLimits {
+        limits: service_kit::limits::GrpcLimits {
             request_timeout: Duration::from_millis(500),
             ..Settings::for_tests().limits
         },
@@ -179,7 +179,7 @@ async fn health_and_reflection_refuse_messages_over_the_limit_from_their_prefix(
     // A request timeout far longer than the test's patience: only the
     // message limit can end these calls in time.
     let app = spawn_app_with(Settings {
-        limits: operations::limits::GrpcLimits {
+        limits: service_kit::limits::GrpcLimits {
             request_timeout: Duration::from_secs(600),
             ..Settings::for_tests().limits
         },
@@ -208,7 +208,7 @@ async fn health_and_reflection_refuse_messages_over_the_limit_from_their_prefix(
 #[tokio::test]
 async fn a_call_whose_message_never_comes_ends_at_the_request_timeout() {
     let app = spawn_app_with(Settings {
-        limits: operations::limits::GrpcLimits {
+        limits: service_kit::limits::GrpcLimits {
             request_timeout: Duration::from_millis(200),
             ..Settings::for_tests().limits
         },
@@ -273,7 +273,7 @@ async fn a_reset_flood_is_cut_off_and_others_are_served() {
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_at_once() {
     let app = spawn_app_with(Settings {
-        limits: operations::limits::GrpcLimits {
+        limits: service_kit::limits::GrpcLimits {
             max_connections: 8,
             // Long enough that only the cap can close a connection here.
             handshake_timeout: Duration::from_secs(600),
@@ -308,7 +308,7 @@ async fn connections_over_the_cap_are_closed_at_once() {
 #[tokio::test]
 async fn silent_connections_are_closed_at_the_handshake_timeout() {
     let app = spawn_app_with(Settings {
-        limits: operations::limits::GrpcLimits {
+        limits: service_kit::limits::GrpcLimits {
             handshake_timeout: Duration::from_millis(200),
             ..Settings::for_tests().limits
         },
@@ -376,7 +376,7 @@ async fn metadata_over_the_header_list_limit_is_refused() {
 #[tokio::test]
 async fn a_peer_that_stops_answering_pings_is_closed_by_keep_alive() {
     let app = spawn_app_with(Settings {
-        limits: operations::limits::GrpcLimits {
+        limits: service_kit::limits::GrpcLimits {
             keepalive_interval: Duration::from_millis(200),
             keepalive_timeout: Duration::from_millis(200),
             ..Settings::for_tests().limits

@@ -92,7 +92,7 @@ async fn v1_rejects_the_unspecified_category() {
 
 #[tokio::test]
 async fn list_books_streams_every_book_of_a_large_category() {
-    let catalog = operations::testing::numbered_catalog(1_050, "mystery");
+    let catalog = service_kit::testing::numbered_catalog(1_050, "mystery");
     let app = crate::helpers::spawn_app_with_catalog(catalog.to_path_buf()).await;
     let request = v1::ListBooksRequest {
         category: v1::Category::Mystery as i32,
@@ -119,7 +119,7 @@ async fn list_books_streams_every_book_of_a_large_category() {
 
 #[tokio::test]
 async fn list_books_of_an_empty_category_ends_at_once() {
-    let catalog = operations::testing::numbered_catalog(5, "mystery");
+    let catalog = service_kit::testing::numbered_catalog(5, "mystery");
     let app = crate::helpers::spawn_app_with_catalog(catalog.to_path_buf()).await;
     let request = v1::ListBooksRequest {
         category: v1::Category::SelfHelp as i32,

@@ -1,14 +1,14 @@
 //! `spawn_app()`: the real server on free loopback ports, and typed clients
-//! (the rest of the test support is `operations::testing`).
+//! (the rest of the test support is `service_kit::testing`).
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use operations::testing::Running;
 use protobufs::{
     legacy::recommendations_client::RecommendationsClient,
     v1::recommendations_service_client::RecommendationsServiceClient,
 };
 use recommendations::{Application, Settings};
+use service_kit::testing::Running;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 

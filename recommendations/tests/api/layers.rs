@@ -8,11 +8,6 @@ use std::{
     time::Duration,
 };
 
-use operations::{
-    LogFormat,
-    metrics::{RpcMetrics, Side, encode},
-};
-use operations::{limits::GrpcLimits, listener::Listener};
 use prometheus_client::registry::Registry;
 use protobufs::dummy::{
     ExecuteRequest, ExecuteResponse,
@@ -20,6 +15,11 @@ use protobufs::dummy::{
     dummy_service_server::{DummyService, DummyServiceServer},
 };
 use recommendations::startup::serve_routes;
+use service_kit::{
+    LogFormat,
+    metrics::{RpcMetrics, Side, encode},
+};
+use service_kit::{limits::GrpcLimits, listener::Listener};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::{
     Code, Request, Response, Status,
@@ -166,7 +166,7 @@ impl Captured {
     fn install(&self) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
         let subscriber =
-            operations::telemetry::subscriber(LogFormat::Json, "debug", false, move || {
+            service_kit::telemetry::subscriber(LogFormat::Json, "debug", false, move || {
                 writer.clone()
             })
             .expect("a valid filter");

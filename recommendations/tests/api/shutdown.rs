@@ -3,7 +3,7 @@
 use protobufs::v1;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use operations::testing::numbered_catalog;
+use service_kit::testing::numbered_catalog;
 
 use crate::helpers::spawn_app_with_catalog;
 

@@ -29,7 +29,7 @@ async fn start(catalog: &Path, args: &[&str]) -> (bool, String) {
 
 #[tokio::test]
 async fn a_catalog_over_the_size_cap_stops_start_up_with_its_size() {
-    let catalog = operations::testing::numbered_catalog(1000, "mystery");
+    let catalog = service_kit::testing::numbered_catalog(1000, "mystery");
     let size = std::fs::metadata(&catalog).expect("written").len();
     let path: &Path = &catalog;
 
@@ -50,7 +50,7 @@ async fn a_catalog_over_the_size_cap_stops_start_up_with_its_size() {
 async fn a_fifo_or_a_device_as_the_catalog_stops_start_up() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let fifo = dir.path().join("books.csv");
-    operations::testing::make_fifo(&fifo);
+    service_kit::testing::make_fifo(&fifo);
     let zero = dir.path().join("zero.csv");
     std::os::unix::fs::symlink("/dev/zero", &zero).expect("a symlink");
 

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use operations::testing::{Pki, Purpose};
 use protobufs::v1::{self, recommendations_service_client::RecommendationsServiceClient};
 use recommendations::{Application, Settings};
+use service_kit::testing::{Pki, Purpose};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use crate::helpers::{TestApp, spawn_app_with};

@@ -1,4 +1,5 @@
-//! What both bookstore services share to run in production.
+//! The kit every bookstore service is built from: what it takes to run a
+//! service in production, written once.
 //!
 //! - [`cli`]: every service's command line: its settings and `healthcheck`;
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
