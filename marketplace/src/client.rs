@@ -24,8 +24,8 @@ use service_kit::{
         CallDeadline, Deadline, DeadlineLayer, Observe, ObserveLayer, RpcLogger, RpcMeter,
         code_of_error,
     },
+    trace::{ResendCount, RpcSpan, RpcSpanLayer},
 };
-use tokio::time::Instant;
 use tonic::{
     Code, Request, Status,
     transport::{Channel, Endpoint},
@@ -36,15 +36,15 @@ use crate::{
     balance::{
         Ejection, Pool,
         discovery::Resolver,
-        retry::{Retry, RetryPolicy, deadline_exceeded},
+        retry::{Attempt, Retry, RetryPolicy, deadline_exceeded},
         retry_budget::RetryBudget,
     },
     settings::Settings,
 };
 
-/// One replica's channel with its layers, outermost first: logging and
-/// metrics (one observer), then the deadline.
-pub type RpcChannel = Observe<Deadline<Channel>, (RpcLogger, RpcMeter)>;
+/// One replica's channel with its layers, outermost first: the span, logging
+/// and metrics (one observer), then the deadline.
+pub type RpcChannel = RpcSpan<Observe<Deadline<Channel>, (RpcLogger, RpcMeter)>>;
 
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
@@ -78,6 +78,17 @@ pub struct RecommendationsClient {
     resolver: Resolver,
     retries: Arc<RetryPolicy>,
     endpoint_calls: Family<EndpointLabels, Counter>,
+}
+
+impl Attempt {
+    /// `message` as the request of this attempt: its deadline, and whether
+    /// it is a retry, for the span.
+    fn request<M>(self, message: M) -> Request<M> {
+        let mut request = Request::new(message);
+        request.extensions_mut().insert(CallDeadline(self.deadline));
+        request.extensions_mut().insert(ResendCount(self.resends));
+        request
+    }
 }
 
 impl RecommendationsClient {
@@ -114,6 +125,9 @@ impl RecommendationsClient {
                 .keep_alive_timeout(Duration::from_secs(10));
             let channel = endpoint.connect_lazy();
             let layered = ServiceBuilder::new()
+                // Each attempt's span, a child of the page's, whose context
+                // and request id go on in the call's metadata.
+                .layer(RpcSpanLayer::client(addr))
                 // One log event per call, with the final status, and its
                 // metrics, deadline misses included.
                 .layer(ObserveLayer::new((
@@ -210,9 +224,8 @@ impl RecommendationsClient {
             max_results: count,
         };
         let response = self
-            .call(Retry::Idempotent, |mut client, deadline| {
-                let mut request = Request::new(request);
-                request.extensions_mut().insert(CallDeadline(deadline));
+            .call(Retry::Idempotent, |mut client, attempt| {
+                let request = attempt.request(request);
                 async move { client.recommend(request).await }
             })
             .await?;
@@ -225,9 +238,8 @@ impl RecommendationsClient {
         let request = ListBooksRequest {
             category: category.to_v1() as i32,
         };
-        self.call(Retry::Idempotent, |mut client, deadline| {
-            let mut request = Request::new(request);
-            request.extensions_mut().insert(CallDeadline(deadline));
+        self.call(Retry::Idempotent, |mut client, attempt| {
+            let request = attempt.request(request);
             async move {
                 let mut stream = client.list_books(request).await?.into_inner();
                 let mut books = Vec::new();
@@ -249,12 +261,12 @@ impl RecommendationsClient {
     /// in its replica's series.
     async fn call<T, F, Fut>(&self, retry: Retry, attempt: F) -> Result<T, Status>
     where
-        F: Fn(Client, Instant) -> Fut,
+        F: Fn(Client, Attempt) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         self.pool
-            .call(&self.retries, retry, |member, deadline| {
-                let call = attempt(member.client.clone(), deadline);
+            .call(&self.retries, retry, |member, this| {
+                let call = attempt(member.client.clone(), this);
                 let endpoint = member.endpoint.clone();
                 async move {
                     let result = call.await.map_err(|status| self.deadline_as_such(status));

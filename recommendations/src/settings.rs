@@ -179,8 +179,11 @@ mod tests {
             .get_arguments()
             .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
             .filter(|arg| {
-                !arg.get_env()
-                    .is_some_and(|env| env.to_string_lossy().starts_with("RECOMMENDATIONS_"))
+                // OpenTelemetry's own variables are the same for every program.
+                !arg.get_env().is_some_and(|env| {
+                    let env = env.to_string_lossy();
+                    env.starts_with("RECOMMENDATIONS_") || env.starts_with("OTEL_")
+                })
             })
             .map(|arg| arg.get_id().to_string())
             .collect();

@@ -17,6 +17,7 @@ use service_kit::{
     metrics::{RpcMetrics, Side},
     rpc::{ObserveLayer, RpcLogger, RpcMeter},
     service::Service,
+    trace::RpcSpanLayer,
 };
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
@@ -137,8 +138,25 @@ impl Application {
         tracing::info!(grpc = %self.local_addr, admin = %self.service.admin_addr()?, tls, "serving");
 
         let (listener, limits, metrics) = (self.listener, self.settings.limits, self.metrics);
+        // With export on, every call is traced; otherwise only those that
+        // come with a trace context or a request id.
+        let exporting = self
+            .settings
+            .service
+            .trace
+            .otel_exporter_otlp_endpoint
+            .is_some();
+        let spans = RpcSpanLayer::server(exporting);
         let serve = |stopped| async move {
-            serve_routes(routes, listener, &limits, self.tls, metrics, stopped).await
+            serve_routes(
+                routes,
+                listener,
+                &limits,
+                self.tls,
+                (spans, metrics),
+                stopped,
+            )
+            .await
         };
         let going_away = async move {
             for name in HEALTH_SERVICES {
@@ -201,7 +219,7 @@ pub async fn serve_routes<F>(
     listener: Listener,
     limits: &GrpcLimits,
     tls: Option<Arc<rustls::ServerConfig>>,
-    metrics: RpcMetrics,
+    (spans, metrics): (RpcSpanLayer, RpcMetrics),
     stop: F,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -211,6 +229,9 @@ where
     // wraps this stack in its connection info and its handling of the
     // client's `grpc-timeout` (which drops a call past its deadline).
     let layers = ServiceBuilder::new()
+        // The call's span, continuing the caller's trace: entered around
+        // everything below, so that their log lines carry its ids.
+        .layer(spans)
         // One log event per call and its metrics (count, latency, in
         // flight), outermost so that they see the final status of
         // everything below, refused, timed-out and panicking calls included.

@@ -14,6 +14,7 @@
 //! - [`service`]: the skeleton of every service: common settings, the admin
 //!   listener and readiness, the run and its ordered drain;
 //! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
+//! - [`trace`]: trace context across services, spans, OTLP export;
 //! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
 //!   the logging and metrics layers on both the server and the client side.
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+pub mod trace;
 
 pub use admin::{AdminHandle, AdminServer, Readiness};
 pub use telemetry::LogFormat;

@@ -202,6 +202,8 @@ pub fn with_env_prefix<A: Args>(command: Command, prefix: &str) -> Command {
         .collect();
     ids.into_iter().fold(command, |command, id| {
         command.mut_arg(id, |arg| match arg.get_env() {
+            // OpenTelemetry's variables are the same for every program.
+            Some(env) if env.to_string_lossy().starts_with("OTEL_") => arg,
             Some(env) => {
                 let name = format!("{prefix}_{}", env.to_string_lossy());
                 arg.env(name)

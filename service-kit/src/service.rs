@@ -18,6 +18,7 @@ use crate::{
     AdminServer, LogFormat, Readiness,
     limits::AdminLimits,
     shutdown::{self, Stopped},
+    trace::TraceSettings,
 };
 
 /// The settings of every service. `ADMIN_PORT` is the admin listener's
@@ -49,6 +50,10 @@ pub struct ServiceSettings<const ADMIN_PORT: u16> {
     /// info,h2=warn,hyper=warn,tower=warn).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Span export and sampling (the standard `OTEL_*` variables).
+    #[command(flatten)]
+    pub trace: TraceSettings,
 }
 
 /// What a service does as it stops, after /readyz turned 503 and before its

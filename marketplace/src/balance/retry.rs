@@ -23,6 +23,16 @@ pub enum Retry {
     Never,
 }
 
+/// One attempt of a call: when it must end, and how many attempts came
+/// before it (0 for the first, 1 for a retry on another replica).
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt {
+    /// The call's deadline, which the attempt must end itself at.
+    pub deadline: Instant,
+    /// Attempts made before this one.
+    pub resends: u32,
+}
+
 /// How calls on a pool are retried: within `timeout` from their start, and
 /// within `budget`.
 #[derive(Debug)]
@@ -40,7 +50,7 @@ const MIN_RETRY_SHARE: f64 = 0.1;
 
 impl<C: Clone> Pool<C> {
     /// Runs `attempt` on the next replica (it is given the replica and the
-    /// call's deadline, which it must end itself at). If it fails with a
+    /// [`Attempt`]). If it fails with a
     /// status that says "this replica, not this request" (see
     /// [`replica_failed`]), ejects that replica and, if the call is
     /// [`Retry::Idempotent`], the deadline leaves time for it and the retry
@@ -53,7 +63,7 @@ impl<C: Clone> Pool<C> {
         attempt: F,
     ) -> Result<T, Status>
     where
-        F: Fn(&Member<C>, Instant) -> Fut,
+        F: Fn(&Member<C>, Attempt) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + policy.timeout;
@@ -62,7 +72,11 @@ impl<C: Clone> Pool<C> {
             let first = self
                 .pick(None)
                 .ok_or_else(|| Status::unavailable("no recommendations replica is known yet"))?;
-            let status = match self.attempt(&first, &attempt, deadline).await {
+            let first_attempt = Attempt {
+                deadline,
+                resends: 0,
+            };
+            let status = match self.attempt(&first, &attempt, first_attempt).await {
                 Err(status) if replica_failed(&status) => status,
                 other => return other,
             };
@@ -83,7 +97,11 @@ impl<C: Clone> Pool<C> {
                 return Err(status);
             }
             tracing::info!(from = %first.addr, to = %second.addr, "retrying on another replica");
-            let result = self.attempt(&second, &attempt, deadline).await;
+            let retry = Attempt {
+                deadline,
+                resends: 1,
+            };
+            let result = self.attempt(&second, &attempt, retry).await;
             if matches!(&result, Err(status) if replica_failed(status)) {
                 self.eject(&second);
             }
@@ -101,13 +119,13 @@ impl<C: Clone> Pool<C> {
         &self,
         member: &Member<C>,
         attempt: &F,
-        deadline: Instant,
+        this: Attempt,
     ) -> Result<T, Status>
     where
-        F: Fn(&Member<C>, Instant) -> Fut,
+        F: Fn(&Member<C>, Attempt) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let result = attempt(member, deadline).await;
+        let result = attempt(member, this).await;
         if result.is_ok() {
             self.answered(member);
         }
@@ -155,14 +173,18 @@ mod tests {
     }
 
     /// Runs a call that fails like a refused connection on a pool of two
-    /// replicas; returns the replicas tried, in order.
-    async fn refused(policy: &RetryPolicy, retry: Retry) -> Vec<SocketAddr> {
+    /// replicas; returns the replicas tried, in order, with the attempts
+    /// each was told came before it.
+    async fn refused(policy: &RetryPolicy, retry: Retry) -> Vec<(SocketAddr, u32)> {
         let pool = pool();
         pool.update(&addrs(&[2, 3]));
         let tried = Mutex::new(Vec::new());
         let result: Result<(), Status> = pool
-            .call(policy, retry, |member, _| {
-                tried.lock().expect("not poisoned").push(member.client);
+            .call(policy, retry, |member, attempt| {
+                tried
+                    .lock()
+                    .expect("not poisoned")
+                    .push((member.client, attempt.resends));
                 async { Err(Status::unavailable("refused")) }
             })
             .await;
@@ -174,7 +196,12 @@ mod tests {
     async fn only_an_idempotent_call_is_tried_on_another_replica() {
         let tried = refused(&policy(0.2, 10), Retry::Idempotent).await;
         assert_eq!(tried.len(), 2, "{tried:?}");
-        assert_ne!(tried[0], tried[1], "the retry went to another replica");
+        assert_ne!(tried[0].0, tried[1].0, "the retry went to another replica");
+        assert_eq!(
+            (tried[0].1, tried[1].1),
+            (0, 1),
+            "the retry knows it is one"
+        );
 
         assert_eq!(refused(&policy(0.2, 10), Retry::Never).await.len(), 1);
     }
@@ -214,10 +241,10 @@ mod tests {
         let count = AtomicUsize::new(0);
 
         let result: Result<(), Status> = pool
-            .call(&policy(0.2, 10), Retry::Idempotent, |_, deadline| {
+            .call(&policy(0.2, 10), Retry::Idempotent, |_, attempt| {
                 count.fetch_add(1, Ordering::Relaxed);
                 async move {
-                    tokio::time::sleep_until(deadline).await;
+                    tokio::time::sleep_until(attempt.deadline).await;
                     Err(Status::deadline_exceeded("too slow"))
                 }
             })

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::Method,
+    http::{HeaderValue, Method},
     middleware::Next,
     response::Response,
 };
@@ -14,7 +14,8 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, histogram::Histogram},
     registry::Registry,
 };
-use service_kit::metrics::latency_histogram;
+use service_kit::{metrics::latency_histogram, trace};
+use tracing::{Instrument as _, field::Empty};
 
 /// The route label of requests that matched no route (404s).
 const UNMATCHED: &str = "unmatched";
@@ -79,21 +80,52 @@ fn method_label(method: &Method) -> &'static str {
         .unwrap_or(OTHER_METHOD)
 }
 
-/// The middleware (see the module docs). Successful requests log at DEBUG,
-/// client errors at INFO, server errors at ERROR.
+/// The middleware (see the module docs). Each request is served in a span
+/// named by the HTTP conventions (`GET /category/{slug}/books`) that
+/// continues the caller's trace (W3C `traceparent`) or starts one, and with
+/// a request id, the caller's `x-request-id` or else the trace id, echoed
+/// in the response and carried to recommendations. Successful requests log
+/// at DEBUG, client errors at INFO, server errors at ERROR.
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
+    let method_label = method_label(&method);
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
+    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    let span = tracing::info_span!(
+        target: "http",
+        "http.server",
+        otel.name = %format_args!("{method_label} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = method_label,
+        http.route = route,
+        url.path = request.uri().path(),
+        url.scheme = "http",
+        http.response.status_code = Empty,
+        error.type = Empty,
+        request_id = Empty,
+        trace_id = Empty,
+        span_id = Empty,
+    );
+    trace::start(&span, trace::extract(request.headers()));
+    let request_id = trace::request_id(request.headers())
+        .or_else(|| trace::trace_id(&span).and_then(|id| HeaderValue::from_str(&id).ok()));
+    if let Some(id) = &request_id {
+        span.record("request_id", id.to_str().unwrap_or_default());
+    }
+    let page = next.run(request).instrument(span.clone());
+    let mut response = match request_id.clone() {
+        Some(id) => trace::with_request_id(id, page).await,
+        None => page.await,
+    };
     let latency = started.elapsed();
 
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     let status = response.status();
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method_label(&method),
+            method: method_label,
             route: route.to_owned(),
             status: status.as_u16(),
         })
@@ -107,15 +139,23 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
 
     let latency_ms = latency.as_secs_f64() * 1e3;
     let status = status.as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+        span.record("error.type", status);
+    }
+    if let Some(id) = request_id {
+        response.headers_mut().insert(trace::REQUEST_ID, id);
+    }
     macro_rules! log {
         ($level:expr) => {
             tracing::event!($level, method = %method, route, status, latency_ms, "HTTP request finished")
         };
     }
-    match status {
+    span.in_scope(|| match status {
         500.. => log!(tracing::Level::ERROR),
         400..=499 => log!(tracing::Level::INFO),
         _ => log!(tracing::Level::DEBUG),
-    }
+    });
     response
 }

@@ -1,5 +1,6 @@
 //! Integration tests: pages rendered from a real recommendations server,
-//! degraded mode and recovery, and both binaries end to end.
+//! degraded mode and recovery, both binaries end to end, and one page
+//! traced across both.
 
 mod attacks;
 mod balance;
@@ -12,3 +13,4 @@ mod pages;
 mod replicas;
 mod shutdown;
 mod tls;
+mod tracing;

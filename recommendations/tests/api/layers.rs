@@ -19,7 +19,7 @@ use service_kit::{
     LogFormat,
     metrics::{RpcMetrics, Side, encode},
 };
-use service_kit::{limits::GrpcLimits, listener::Listener};
+use service_kit::{limits::GrpcLimits, listener::Listener, trace::RpcSpanLayer};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::{
     Code, Request, Response, Status,
@@ -116,9 +116,16 @@ async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
     let listener = Listener::new(tcp, limits.max_connections as usize, "grpc");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve_routes(routes, listener, &limits, None, metrics, async {
-            let _ = stopped.await;
-        })
+        serve_routes(
+            routes,
+            listener,
+            &limits,
+            None,
+            (RpcSpanLayer::server(false), metrics),
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
     });
     let channel = Endpoint::from_shared(format!("http://{addr}"))
@@ -165,11 +172,14 @@ impl Write for Captured {
 impl Captured {
     fn install(&self) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
-        let subscriber =
-            service_kit::telemetry::subscriber(LogFormat::Json, "debug", false, move || {
-                writer.clone()
-            })
-            .expect("a valid filter");
+        let subscriber = service_kit::telemetry::subscriber(
+            LogFormat::Json,
+            "debug",
+            false,
+            move || writer.clone(),
+            None,
+        )
+        .expect("a valid filter");
         tracing::subscriber::set_default(subscriber)
     }
 

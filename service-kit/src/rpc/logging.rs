@@ -5,7 +5,8 @@ use tonic::Code;
 use super::{RpcEnd, RpcObserver};
 use crate::metrics::{Side, code_name};
 
-/// Logs one event per call with its method, status code, latency and peer.
+/// Logs one event per call with its method, status code, latency and peer,
+/// and records the status on the call's span (see [`crate::trace`]).
 ///
 /// The level follows the outcome, so that the default `info` filter keeps
 /// the log about what needs attention while `RUST_LOG=debug` shows every
@@ -32,6 +33,7 @@ impl RpcObserver for RpcLogger {
     fn on_end(&self, end: &RpcEnd<'_>) {
         let side = self.side.as_str();
         let code = code_name(end.code);
+        record_on_span(self.side, end.code, code);
         let latency_ms = end.elapsed.as_secs_f64() * 1e3;
         let peer = end.peer.map(tracing::field::display);
         macro_rules! log {
@@ -61,5 +63,34 @@ impl RpcObserver for RpcLogger {
             }
             _ => log!(tracing::Level::INFO),
         }
+    }
+}
+
+/// Records the call's final status on its span, the current one (a no-op
+/// when there is none, or it is not a call's): `rpc.response.status_code`,
+/// and, for what the gRPC conventions count as errors (any status but OK
+/// on a client; on a server only those that are the server's fault), the
+/// span's error status and `error.type`.
+fn record_on_span(side: Side, code: Code, name: &'static str) {
+    let span = tracing::Span::current();
+    if span.is_none() {
+        return;
+    }
+    span.record("rpc.response.status_code", name);
+    let error = match side {
+        Side::Client => code != Code::Ok,
+        Side::Server => matches!(
+            code,
+            Code::Unknown
+                | Code::DeadlineExceeded
+                | Code::Unimplemented
+                | Code::Internal
+                | Code::Unavailable
+                | Code::DataLoss
+        ),
+    };
+    if error {
+        span.record("otel.status_code", "error");
+        span.record("error.type", name);
     }
 }

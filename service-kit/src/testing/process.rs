@@ -7,7 +7,12 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, ChildStdout, Command, Stdio},
+    sync::{Arc, Mutex},
 };
+
+/// The most log lines kept for [`Process::log`]; later ones are only
+/// shown.
+const MAX_KEPT_LINES: usize = 10_000;
 
 /// A child process, killed when dropped.
 #[derive(Debug)]
@@ -15,14 +20,21 @@ pub struct Process {
     child: Child,
     name: String,
     stdout: Option<BufReader<ChildStdout>>,
+    log: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 impl Process {
     /// Starts `binary` with `args` and `--log-format=json`.
     pub fn start(binary: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(binary, args, &[])
+    }
+
+    /// [`Process::start`], with `env` added to the environment.
+    pub fn start_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary)
             .args(args)
             .arg("--log-format=json")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {}: {err}", binary.display()));
@@ -34,12 +46,20 @@ impl Process {
             name: format!("{name}[{}]", child.id()),
             child,
             stdout: Some(stdout),
+            log: Arc::default(),
         }
+    }
+
+    /// The log events written since "serving" (the first
+    /// [`MAX_KEPT_LINES`]), as JSON.
+    pub fn log(&self) -> Vec<serde_json::Value> {
+        self.log.lock().expect("not poisoned").clone()
     }
 
     /// Reads log lines until the "serving" event and returns it. The rest
     /// of the log is then copied to the test's output (shown when the test
-    /// fails), which also keeps the pipe from filling up.
+    /// fails), which also keeps the pipe from filling up, and kept for
+    /// [`Process::log`].
     pub fn serving(&mut self) -> serde_json::Value {
         let mut stdout = self.stdout.take().expect("serving() is called once");
         let mut line = String::new();
@@ -50,9 +70,16 @@ impl Process {
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
             if event["message"] == "serving" {
                 let name = self.name.clone();
+                let log = self.log.clone();
                 std::thread::spawn(move || {
                     for line in stdout.lines().map_while(Result::ok) {
                         eprintln!("{name}: {line}");
+                        let mut log = log.lock().expect("not poisoned");
+                        if log.len() < MAX_KEPT_LINES
+                            && let Ok(event) = serde_json::from_str(&line)
+                        {
+                            log.push(event);
+                        }
                     }
                 });
                 return event;

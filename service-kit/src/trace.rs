@@ -1,0 +1,288 @@
+//! Traces across services: W3C trace context in and out, a span per page
+//! and per gRPC call named and attributed by the OpenTelemetry semantic
+//! conventions, a request id carried along, and OTLP export when a
+//! collector is configured.
+//!
+//! Spans are `tracing` spans; [`tracing_opentelemetry`] gives each its
+//! OpenTelemetry identity, and the SDK exports them in batches. Every span
+//! records its `trace_id` and `span_id` as fields, so that every log line
+//! written inside it carries them, export or not.
+//!
+//! Conventions: the RPC spans follow the Release Candidate RPC conventions
+//! (semantic conventions after v1.37: `rpc.system.name`, `rpc.method`,
+//! `rpc.response.status_code`), the HTTP server span the stable HTTP
+//! conventions (`http.request.method`, `http.route`,
+//! `http.response.status_code`). See docs/operations.md.
+
+mod layer;
+mod settings;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator as _},
+    trace::{TraceContextExt as _, TracerProvider as _},
+};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider},
+};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+pub use layer::{ResendCount, RpcSpan, RpcSpanLayer};
+pub use settings::{SamplerKind, TraceSettings};
+
+/// The request id header: accepted from the caller, or made up, echoed in
+/// the response and carried to recommendations.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id accepted from a caller; a longer one (or one
+/// with other than visible ASCII) is replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+tokio::task_local! {
+    /// The request id of the page being served, for the calls it makes.
+    static CURRENT_REQUEST_ID: HeaderValue;
+}
+
+/// This process's tracer: where spans go, and whether they are exported.
+#[derive(Debug)]
+pub struct Tracing {
+    provider: SdkTracerProvider,
+    exporting: bool,
+}
+
+impl Tracing {
+    /// The tracer for `settings`: exporting over OTLP/gRPC in batches when an
+    /// endpoint is set (it connects lazily; call from within the runtime),
+    /// and otherwise giving spans their ids without recording them.
+    pub fn new(settings: &TraceSettings, service: &str) -> anyhow::Result<Self> {
+        let resource = Resource::builder()
+            .with_attributes(settings.resource_attributes()?)
+            .with_service_name(
+                settings
+                    .otel_service_name
+                    .clone()
+                    .unwrap_or_else(|| service.to_owned()),
+            )
+            .build();
+        let builder = SdkTracerProvider::builder().with_resource(resource);
+        let Some(endpoint) = &settings.otel_exporter_otlp_endpoint else {
+            // Not exported: ids for the logs and the context passed on, no
+            // recording.
+            return Ok(Self {
+                provider: builder.with_sampler(Sampler::AlwaysOff).build(),
+                exporting: false,
+            });
+        };
+        use opentelemetry_otlp::WithExportConfig as _;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint.to_string())
+            .with_timeout(Duration::from_secs(10))
+            .build()
+            .with_context(|| format!("cannot set up OTLP export to {endpoint}"))?;
+        // A bounded queue: when the collector is slow or down, spans are
+        // dropped rather than wait, and nothing a request does waits on it.
+        let batch = BatchConfigBuilder::default()
+            .with_max_queue_size(settings.otel_bsp_max_queue_size)
+            .with_scheduled_delay(settings.otel_bsp_schedule_delay)
+            .build();
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(batch)
+            .build();
+        Ok(Self {
+            provider: builder
+                .with_sampler(settings.sampler())
+                .with_span_processor(processor)
+                .build(),
+            exporting: true,
+        })
+    }
+
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.exporting
+    }
+
+    /// The tracer for the `tracing` layer.
+    pub fn tracer(&self, service: &'static str) -> SdkTracer {
+        self.provider.tracer(service)
+    }
+
+    /// Exports what is queued and stops, within `timeout`, on a thread of
+    /// its own so that the runtime keeps driving the export.
+    pub async fn shutdown(self, timeout: Duration) {
+        if !self.exporting {
+            return;
+        }
+        let provider = self.provider;
+        let flushed =
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(timeout)).await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("spans exported"),
+            Ok(Err(err)) => tracing::warn!(%err, "cannot export the last spans"),
+            Err(err) => tracing::warn!(%err, "cannot export the last spans"),
+        }
+    }
+}
+
+/// The trace context a request carries (W3C `traceparent` and
+/// `tracestate`); an empty context when it carries none or an invalid one.
+pub fn extract(headers: &HeaderMap) -> Context {
+    TraceContextPropagator::new().extract(&Headers(headers))
+}
+
+/// Writes `span`'s trace context into `headers`.
+pub fn inject(span: &Span, headers: &mut HeaderMap) {
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HeadersMut(headers));
+}
+
+/// Continues the trace of `parent`, when it holds one, in `span`, and
+/// records the span's `trace_id` and `span_id` fields for the logs.
+pub fn start(span: &Span, parent: Context) {
+    if parent.span().span_context().is_valid() {
+        // Fails only when the span is disabled, and then there is nothing to do.
+        let _ = span.set_parent(parent);
+    }
+    let context = span.context();
+    let span_ref = context.span();
+    let ids = span_ref.span_context();
+    if ids.is_valid() {
+        span.record("trace_id", tracing::field::display(ids.trace_id()));
+        span.record("span_id", tracing::field::display(ids.span_id()));
+    }
+}
+
+/// The trace id of `span`, as 32 hex digits, when it has one.
+pub fn trace_id(span: &Span) -> Option<String> {
+    let context = span.context();
+    let span_ref = context.span();
+    let ids = span_ref.span_context();
+    ids.is_valid().then(|| ids.trace_id().to_string())
+}
+
+/// The caller's request id, when it is usable: 1 to 128 visible ASCII
+/// characters.
+pub fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(&REQUEST_ID)
+        .filter(|id| {
+            let bytes = id.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID
+                && bytes.iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+}
+
+/// Runs `future` (a page being served) with `id` as its request id, which
+/// the calls it makes carry on.
+pub async fn with_request_id<F: Future>(id: HeaderValue, future: F) -> F::Output {
+    CURRENT_REQUEST_ID.scope(id, future).await
+}
+
+/// The request id of the page being served, if any.
+pub fn current_request_id() -> Option<HeaderValue> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct HeadersMut<'a>(&'a mut HeaderMap);
+
+impl Injector for HeadersMut<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// The `tracing` layer that gives spans their
+/// OpenTelemetry identity, for [`crate::telemetry::subscriber`].
+pub(crate) fn otel_layer<S>(
+    tracer: SdkTracer,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, SdkTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_level(false)
+        .with_tracked_inactivity(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_usable_request_id_is_kept_and_others_are_not() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_ID, HeaderValue::from_str(value).expect("valid"));
+            request_id(&headers)
+        };
+
+        assert_eq!(
+            with("abc-123").as_ref().map(HeaderValue::as_bytes),
+            Some(&b"abc-123"[..])
+        );
+        assert!(with("").is_none());
+        assert!(with("has space").is_none());
+        assert!(with(&"x".repeat(129)).is_none());
+        assert!(request_id(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn an_invalid_traceparent_gives_an_empty_context() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-01"),
+        );
+
+        assert!(!extract(&headers).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn a_valid_traceparent_is_extracted() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+
+        let context = extract(&headers);
+        let span = context.span();
+        let ids = span.span_context();
+        assert!(ids.is_remote());
+        assert_eq!(
+            ids.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(ids.span_id().to_string(), "00f067aa0ba902b7");
+    }
+}
