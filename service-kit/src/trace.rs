@@ -17,7 +17,10 @@
 mod layer;
 mod settings;
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -44,6 +47,17 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest request id accepted from a caller; a longer one (or one
 /// with other than visible ASCII) is replaced.
 const MAX_REQUEST_ID: usize = 128;
+
+/// Whether this process exports spans (set once, by [`Tracing::new`]).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process exports spans. When it does not, spans are made
+/// only for requests that arrive with a trace context, to carry it on: a
+/// span costs more than a page's whole budget allows for tracing (see
+/// docs/operations.md).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 tokio::task_local! {
     /// The request id of the page being served, for the calls it makes.
@@ -81,6 +95,7 @@ impl Tracing {
             });
         };
         use opentelemetry_otlp::WithExportConfig as _;
+        EXPORTING.store(true, Ordering::Relaxed);
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint.to_string())
@@ -165,6 +180,12 @@ pub fn trace_id(span: &Span) -> Option<String> {
     let span_ref = context.span();
     let ids = span_ref.span_context();
     ids.is_valid().then(|| ids.trace_id().to_string())
+}
+
+/// A new request id: 16 random hex digits.
+pub fn new_request_id() -> HeaderValue {
+    let id = format!("{:016x}", rand::random::<u64>());
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// The caller's request id, when it is usable: 1 to 128 visible ASCII

@@ -15,7 +15,7 @@ use prometheus_client::{
     registry::Registry,
 };
 use service_kit::{metrics::latency_histogram, trace};
-use tracing::{Instrument as _, field::Empty};
+use tracing::{Instrument as _, Span, field::Empty};
 
 /// The route label of requests that matched no route (404s).
 const UNMATCHED: &str = "unmatched";
@@ -92,33 +92,39 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     let method_label = method_label(&method);
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    let span = tracing::info_span!(
-        target: "http",
-        "http.server",
-        otel.name = %format_args!("{method_label} {route}"),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = method_label,
-        http.route = route,
-        url.path = request.uri().path(),
-        url.scheme = "http",
-        http.response.status_code = Empty,
-        error.type = Empty,
-        request_id = Empty,
-        trace_id = Empty,
-        span_id = Empty,
-    );
-    trace::start(&span, trace::extract(request.headers()));
-    let request_id = trace::request_id(request.headers())
-        .or_else(|| trace::trace_id(&span).and_then(|id| HeaderValue::from_str(&id).ok()));
-    if let Some(id) = &request_id {
-        span.record("request_id", id.to_str().unwrap_or_default());
-    }
-    let page = next.run(request).instrument(span.clone());
-    let mut response = match request_id.clone() {
-        Some(id) => trace::with_request_id(id, page).await,
-        None => page.await,
+    // A span for a page that arrives with a trace context, or for every
+    // page when spans are exported: see service_kit::trace::exporting.
+    let parent = request
+        .headers()
+        .contains_key("traceparent")
+        .then(|| trace::extract(request.headers()));
+    let span = if parent.is_some() || trace::exporting() {
+        tracing::info_span!(
+            target: "http",
+            "http.server",
+            otel.name = %format_args!("{method_label} {route}"),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = method_label,
+            http.route = route,
+            url.path = request.uri().path(),
+            url.scheme = "http",
+            http.response.status_code = Empty,
+            error.type = Empty,
+            request_id = Empty,
+            trace_id = Empty,
+            span_id = Empty,
+        )
+    } else {
+        Span::none()
     };
+    trace::start(&span, parent.unwrap_or_default());
+    let request_id = trace::request_id(request.headers())
+        .or_else(|| trace::trace_id(&span).and_then(|id| HeaderValue::from_str(&id).ok()))
+        .unwrap_or_else(trace::new_request_id);
+    span.record("request_id", request_id.to_str().unwrap_or_default());
+    let page = next.run(request).instrument(span.clone());
+    let mut response = trace::with_request_id(request_id.clone(), page).await;
     let latency = started.elapsed();
 
     let status = response.status();
@@ -144,12 +150,17 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         span.record("otel.status_code", "error");
         span.record("error.type", status);
     }
-    if let Some(id) = request_id {
-        response.headers_mut().insert(trace::REQUEST_ID, id);
-    }
     macro_rules! log {
         ($level:expr) => {
-            tracing::event!($level, method = %method, route, status, latency_ms, "HTTP request finished")
+            tracing::event!(
+                $level,
+                method = %method,
+                route,
+                status,
+                latency_ms,
+                request_id = request_id.to_str().unwrap_or_default(),
+                "HTTP request finished"
+            )
         };
     }
     span.in_scope(|| match status {
@@ -157,5 +168,6 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         400..=499 => log!(tracing::Level::INFO),
         _ => log!(tracing::Level::DEBUG),
     });
+    response.headers_mut().insert(trace::REQUEST_ID, request_id);
     response
 }

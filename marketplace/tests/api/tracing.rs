@@ -255,3 +255,36 @@ async fn one_page_is_one_trace_across_both_services_and_their_logs() {
     assert_eq!(marketplace.terminate(), Some(0));
     assert_eq!(recommendations.terminate(), Some(0));
 }
+
+/// Without export (the default) a page that brings no trace context gets
+/// no span, but still a request id: the caller's, or a new one, echoed.
+#[tokio::test]
+async fn every_page_has_a_request_id_the_callers_or_a_new_one() {
+    use crate::helpers::{Upstream, marketplace};
+    use tower::ServiceExt as _;
+
+    let upstream = Upstream::start(None).await;
+    let (router, _) = marketplace(upstream.addr, Duration::from_secs(5)).await;
+    let page = |id: Option<&str>| {
+        let mut request = http::Request::get("/");
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        let request = request.body(axum::body::Body::empty()).expect("valid");
+        router.clone().oneshot(request)
+    };
+
+    let given = page(Some("abc-1")).await.expect("infallible");
+    let made = page(None).await.expect("infallible");
+    let refused = page(Some("no spaces allowed")).await.expect("infallible");
+
+    assert_eq!(given.headers()["x-request-id"], "abc-1");
+    for response in [&made, &refused] {
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        assert_eq!(id.len(), 16, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    }
+}

@@ -38,10 +38,9 @@ pub struct RpcSpanLayer {
 }
 
 impl RpcSpanLayer {
-    /// Server side: a span for each call that carries trace context or a
-    /// request id, and for every call when `exporting` (so that a call
-    /// made without context starts a trace of its own). A call with neither
-    /// costs no span.
+    /// Server side: a span for each call that carries a trace context, and
+    /// for every call when `exporting` (so that a call made without one
+    /// starts a trace of its own). A call without costs no span.
     pub fn server(exporting: bool) -> Self {
         Self {
             side: Side::Server,
@@ -50,11 +49,13 @@ impl RpcSpanLayer {
         }
     }
 
-    /// Client side, calling the replica at `server`: a span for every call.
+    /// Client side, calling the replica at `server`: a span for each call
+    /// made in a traced page, or for every call when exporting. Either way
+    /// the page's request id goes on.
     pub fn client(server: SocketAddr) -> Self {
         Self {
             side: Side::Client,
-            always: true,
+            always: false,
             server: Some(server),
         }
     }
@@ -110,10 +111,10 @@ fn server_span<B>(request: &Request<B>, always: bool) -> Span {
     let parent = headers
         .contains_key("traceparent")
         .then(|| extract(headers));
-    let request_id = request_id(headers);
-    if parent.is_none() && request_id.is_none() && !always {
+    if parent.is_none() && !always {
         return Span::none();
     }
+    let request_id = request_id(headers);
     let method = method(request);
     let span = tracing::info_span!(
         target: "rpc",
@@ -134,6 +135,12 @@ fn server_span<B>(request: &Request<B>, always: bool) -> Span {
 }
 
 fn client_span<B>(request: &mut Request<B>, server: Option<SocketAddr>) -> Span {
+    if let Some(id) = current_request_id() {
+        request.headers_mut().insert(REQUEST_ID, id);
+    }
+    if Span::current().is_none() && !super::exporting() {
+        return Span::none();
+    }
     let method = method(request);
     let host = server.map(|addr| tracing::field::display(addr.ip()));
     let port = server.map(|addr| addr.port());
@@ -159,9 +166,6 @@ fn client_span<B>(request: &mut Request<B>, server: Option<SocketAddr>) -> Span 
     );
     start(&span, opentelemetry::Context::new());
     inject(&span, request.headers_mut());
-    if let Some(id) = current_request_id() {
-        request.headers_mut().insert(REQUEST_ID, id);
-    }
     span
 }
 
