@@ -24,9 +24,8 @@ async fn start(cli: Cli) -> anyhow::Result<()> {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     let service = &settings.service;
     let tracing = service_kit::telemetry::init(service.log_format, &service.trace, "marketplace")?;
-    let drain_timeout = service.drain_timeout;
     let app = Application::build(settings).await?;
     let result = app.run_until_stopped(service_kit::shutdown::signal()).await;
-    tracing.shutdown(drain_timeout).await;
+    tracing.shutdown().await;
     result
 }

@@ -24,9 +24,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let service = &settings.service;
     let tracing =
         service_kit::telemetry::init(service.log_format, &service.trace, "recommendations")?;
-    let drain_timeout = service.drain_timeout;
     let app = Application::build(settings).await?;
     let result = app.run_until_stopped(service_kit::shutdown::signal()).await;
-    tracing.shutdown(drain_timeout).await;
+    tracing.shutdown().await;
     result
 }

@@ -48,6 +48,11 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// with other than visible ASCII) is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
+/// The longest the last spans' export may take at exit, after the drain:
+/// with the 25 s drain, within kubernetes.yaml's grace period of 40 s,
+/// however slow the collector.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Whether this process exports spans (set once, by [`Tracing::new`]).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
 
@@ -130,15 +135,16 @@ impl Tracing {
         self.provider.tracer(service)
     }
 
-    /// Exports what is queued and stops, within `timeout`, on a thread of
-    /// its own so that the runtime keeps driving the export.
-    pub async fn shutdown(self, timeout: Duration) {
+    /// Exports what is queued and stops, within [`FLUSH_TIMEOUT`], on a
+    /// thread of its own so that the runtime keeps driving the export.
+    pub async fn shutdown(self) {
         if !self.exporting {
             return;
         }
         let provider = self.provider;
         let flushed =
-            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(timeout)).await;
+            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
+                .await;
         match flushed {
             Ok(Ok(())) => tracing::info!("spans exported"),
             Ok(Err(err)) => tracing::warn!(%err, "cannot export the last spans"),

@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -141,15 +142,13 @@ fn traced_lines(process: &Process) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_page_is_one_trace_across_both_services_and_their_logs() {
-    let receiver = Receiver::default();
-    let collector = format!("http://{}", receiver.start().await);
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100ms"),
-        ("RUST_LOG", "info,service_kit::rpc=debug,marketplace=debug"),
-    ];
+/// Both binaries, exporting to `collector` with `env` besides, the
+/// marketplace calling recommendations: (recommendations, marketplace, the
+/// homepage's URL, the gRPC address).
+fn start_both(collector: &str, env: &[(&str, &str)]) -> (Process, Process, String, SocketAddr) {
+    let mut env = env.to_vec();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", collector));
+    env.push(("RUST_LOG", "info,service_kit::rpc=debug,marketplace=debug"));
     let grpc = free_addr([127, 0, 0, 1]);
     let mut recommendations = Process::start_with_env(
         &recommendations_binary(),
@@ -171,14 +170,38 @@ async fn one_page_is_one_trace_across_both_services_and_their_logs() {
         "http://{}/",
         Process::address(&marketplace.serving(), "http")
     );
+    (recommendations, marketplace, url, grpc)
+}
 
-    let response = reqwest::Client::new()
-        .get(&url)
+/// Loads the homepage once in trace [`TRACE_ID`], with request id `id`.
+async fn traced_page(url: &str, id: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(url)
         .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
-        .header("x-request-id", "page-42")
+        .header("x-request-id", id)
         .send()
         .await
-        .expect("the homepage answers");
+        .expect("the homepage answers")
+}
+
+/// SIGTERM, and the exit code, in a thread: a test that would hang fails
+/// after a minute instead.
+async fn terminate(process: Process) -> Option<i32> {
+    let exit = tokio::task::spawn_blocking(move || process.terminate());
+    tokio::time::timeout(Duration::from_secs(60), exit)
+        .await
+        .expect("the process exits after SIGTERM")
+        .expect("no panic")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_page_is_one_trace_across_both_services_and_their_logs() {
+    let receiver = Receiver::default();
+    let collector = format!("http://{}", receiver.start().await);
+    let (recommendations, marketplace, url, grpc) =
+        start_both(&collector, &[("OTEL_BSP_SCHEDULE_DELAY", "100ms")]);
+
+    let response = traced_page(&url, "page-42").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["x-request-id"],
@@ -252,8 +275,66 @@ async fn one_page_is_one_trace_across_both_services_and_their_logs() {
         recommendations_lines.contains(&"gRPC call finished".to_owned()),
         "{recommendations_lines:?}"
     );
-    assert_eq!(marketplace.terminate(), Some(0));
-    assert_eq!(recommendations.terminate(), Some(0));
+    assert_eq!(terminate(marketplace).await, Some(0));
+    assert_eq!(terminate(recommendations).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_still_queued_at_sigterm_are_exported_before_exit() {
+    let receiver = Receiver::default();
+    let collector = format!("http://{}", receiver.start().await);
+    // Nothing is exported on schedule within the test: only the flush at
+    // exit can deliver the spans.
+    let (recommendations, marketplace, url, _) =
+        start_both(&collector, &[("OTEL_BSP_SCHEDULE_DELAY", "10m")]);
+    assert_eq!(traced_page(&url, "flushed").await.status(), 200);
+
+    assert_eq!(terminate(marketplace).await, Some(0));
+    assert_eq!(terminate(recommendations).await, Some(0));
+
+    let spans = receiver.trace(&unhex(TRACE_ID));
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_slows_no_page_and_no_exit() {
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let collector = format!("http://{}", silent.local_addr().expect("bound"));
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let (recommendations, marketplace, url, _) = start_both(
+        &collector,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "50ms"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+        ],
+    );
+
+    // Far more spans than the queue holds, while every export hangs.
+    let client = reqwest::Client::new();
+    for i in 0..300 {
+        let response = client
+            .get(&url)
+            .header("x-request-id", format!("page-{i}"))
+            .send()
+            .await
+            .expect("the homepage answers");
+        assert_eq!(response.status(), 200, "page {i}");
+        let html = response.text().await.expect("HTML");
+        assert_eq!(html.matches("<li>").count(), 3, "page {i} lost its books");
+    }
+
+    // And the exit waits for the collector only so long (the test fails
+    // rather than hang if it did not).
+    assert_eq!(terminate(marketplace).await, Some(0));
+    assert_eq!(terminate(recommendations).await, Some(0));
 }
 
 /// Without export (the default) a page that brings no trace context gets
@@ -287,4 +368,107 @@ async fn every_page_has_a_request_id_the_callers_or_a_new_one() {
         assert_eq!(id.len(), 16, "{id}");
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_on_another_replica_is_a_second_client_span_marked_as_one() {
+    let receiver = Receiver::default();
+    let collector = format!("http://{}", receiver.start().await);
+    // One live replica on 127.0.0.1, and one on 127.0.0.2 where nothing
+    // listens: a call sent there is refused and retried on the live one.
+    let live = free_addr([127, 0, 0, 1]);
+    let dead = SocketAddr::from(([127, 0, 0, 2], live.port()));
+    let hosts = service_kit::testing::HostsFile::new("recommendations", [live, dead]);
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100ms"),
+    ];
+    let mut recommendations = Process::start_with_env(
+        &recommendations_binary(),
+        &[&format!("--listen={live}"), "--admin-listen=127.0.0.1:0"],
+        &env,
+    );
+    recommendations.serving();
+    let mut marketplace = Process::start_with_env(
+        &std::path::PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
+        &[
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+            "--recommendations-host=recommendations",
+            &format!("--recommendations-port={}", live.port()),
+            &format!("--hosts-file={}", hosts.path().display()),
+        ],
+        &env,
+    );
+    let url = format!(
+        "http://{}/",
+        Process::address(&marketplace.serving(), "http")
+    );
+
+    // Round robin sends one of the first pages to the dead replica.
+    for _ in 0..4 {
+        let response = reqwest::get(&url).await.expect("the homepage answers");
+        assert_eq!(response.status(), 200);
+    }
+    let mut retried = None;
+    for _ in 0..100 {
+        let spans = receiver.spans.lock().expect("not poisoned").clone();
+        retried = spans
+            .iter()
+            .find(|received| received.attribute("http.request.resend_count").is_some())
+            .cloned()
+            .map(|retry| (retry, spans));
+        if retried.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (retry, spans) = retried.expect("a retried call's span");
+
+    // The retry and the refused first attempt: two client spans of one
+    // page, siblings, the first an error.
+    let attempts: Vec<&Received> = spans
+        .iter()
+        .filter(|received| {
+            received.span.kind == SpanKind::Client as i32
+                && received.span.trace_id == retry.span.trace_id
+        })
+        .collect();
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    assert!(
+        attempts
+            .iter()
+            .all(|attempt| attempt.span.parent_span_id == retry.span.parent_span_id),
+        "both are children of the page's span"
+    );
+    assert_eq!(
+        retry.attribute("http.request.resend_count").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        retry.attribute("server.address").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(
+        retry.attribute("rpc.response.status_code").as_deref(),
+        Some("OK")
+    );
+    let first = attempts
+        .iter()
+        .find(|attempt| attempt.span.span_id != retry.span.span_id)
+        .expect("the first attempt");
+    assert_eq!(
+        first.attribute("server.address").as_deref(),
+        Some("127.0.0.2")
+    );
+    assert_eq!(
+        first.attribute("rpc.response.status_code").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert_eq!(
+        first.attribute("error.type").as_deref(),
+        Some("UNAVAILABLE")
+    );
+    assert_eq!(terminate(marketplace).await, Some(0));
+    assert_eq!(terminate(recommendations).await, Some(0));
 }
