@@ -146,31 +146,42 @@ fn traced_lines(process: &Process) -> Vec<String> {
 /// marketplace calling recommendations: (recommendations, marketplace, the
 /// homepage's URL, the gRPC address).
 fn start_both(collector: &str, env: &[(&str, &str)]) -> (Process, Process, String, SocketAddr) {
+    let grpc = free_addr([127, 0, 0, 1]);
+    let (recommendations, marketplace, url) =
+        start_both_on(grpc, &["--recommendations-host=127.0.0.1"], collector, env);
+    (recommendations, marketplace, url, grpc)
+}
+
+/// [`start_both`], recommendations listening on `grpc`, the marketplace
+/// finding it as `find` (flags) says.
+fn start_both_on(
+    grpc: SocketAddr,
+    find: &[&str],
+    collector: &str,
+    env: &[(&str, &str)],
+) -> (Process, Process, String) {
     let mut env = env.to_vec();
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", collector));
     env.push(("RUST_LOG", "info,service_kit::rpc=debug,marketplace=debug"));
-    let grpc = free_addr([127, 0, 0, 1]);
     let mut recommendations = Process::start_with_env(
         &recommendations_binary(),
         &[&format!("--listen={grpc}"), "--admin-listen=127.0.0.1:0"],
         &env,
     );
     recommendations.serving();
+    let port = format!("--recommendations-port={}", grpc.port());
+    let mut args = vec!["--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", &port];
+    args.extend_from_slice(find);
     let mut marketplace = Process::start_with_env(
         &std::path::PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
-        &[
-            "--listen=127.0.0.1:0",
-            "--admin-listen=127.0.0.1:0",
-            "--recommendations-host=127.0.0.1",
-            &format!("--recommendations-port={}", grpc.port()),
-        ],
+        &args,
         &env,
     );
     let url = format!(
         "http://{}/",
         Process::address(&marketplace.serving(), "http")
     );
-    (recommendations, marketplace, url, grpc)
+    (recommendations, marketplace, url)
 }
 
 /// Loads the homepage once in trace [`TRACE_ID`], with request id `id`.
@@ -379,30 +390,12 @@ async fn a_retry_on_another_replica_is_a_second_client_span_marked_as_one() {
     let live = free_addr([127, 0, 0, 1]);
     let dead = SocketAddr::from(([127, 0, 0, 2], live.port()));
     let hosts = service_kit::testing::HostsFile::new("recommendations", [live, dead]);
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100ms"),
-    ];
-    let mut recommendations = Process::start_with_env(
-        &recommendations_binary(),
-        &[&format!("--listen={live}"), "--admin-listen=127.0.0.1:0"],
-        &env,
-    );
-    recommendations.serving();
-    let mut marketplace = Process::start_with_env(
-        &std::path::PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
-        &[
-            "--listen=127.0.0.1:0",
-            "--admin-listen=127.0.0.1:0",
-            "--recommendations-host=recommendations",
-            &format!("--recommendations-port={}", live.port()),
-            &format!("--hosts-file={}", hosts.path().display()),
-        ],
-        &env,
-    );
-    let url = format!(
-        "http://{}/",
-        Process::address(&marketplace.serving(), "http")
+    let hosts_file = format!("--hosts-file={}", hosts.path().display());
+    let (recommendations, marketplace, url) = start_both_on(
+        live,
+        &["--recommendations-host=recommendations", &hosts_file],
+        &collector,
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100ms")],
     );
 
     // Round robin sends one of the first pages to the dead replica.
