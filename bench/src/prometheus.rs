@@ -25,22 +25,26 @@ pub fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 mod tests {
     use super::*;
 
-    const TEXT: &str = r#"# HELP grpc_server_requests Calls.
-# TYPE grpc_server_requests counter
-grpc_server_requests_total{method="/a.B/Recommend",code="OK"} 100
-grpc_server_requests_total{method="/a.B/Recommend",code="NOT_FOUND"} 2
-grpc_server_requests_total{method="/a.B/List",code="OK"} 7
+    const TEXT: &str = r#"# HELP rpc_server_call_duration_seconds Calls.
+# TYPE rpc_server_call_duration_seconds histogram
+rpc_server_call_duration_seconds_count{rpc_method="a.B/Recommend",rpc_response_status_code="OK"} 100
+rpc_server_call_duration_seconds_count{rpc_method="a.B/Recommend",rpc_response_status_code="NOT_FOUND"} 2
+rpc_server_call_duration_seconds_count{rpc_method="a.B/List",rpc_response_status_code="OK"} 7
 marketplace_degraded_pages_total{page="home"} 3
 up 1
 "#;
 
     #[test]
     fn sums_the_samples_whose_labels_match() {
-        let ok = sum(TEXT, "grpc_server_requests_total", &[r#"code="OK""#]);
+        let ok = sum(
+            TEXT,
+            "rpc_server_call_duration_seconds_count",
+            &[r#"rpc_response_status_code="OK""#],
+        );
         let recommend = sum(
             TEXT,
-            "grpc_server_requests_total",
-            &[r#"method="/a.B/Recommend""#],
+            "rpc_server_call_duration_seconds_count",
+            &[r#"rpc_method="a.B/Recommend""#],
         );
 
         assert_eq!(ok, 107.0);
@@ -51,9 +55,13 @@ up 1
     #[test]
     fn a_missing_series_counts_zero() {
         assert_eq!(
-            sum(TEXT, "grpc_server_requests_total", &[r#"code="INTERNAL""#]),
+            sum(
+                TEXT,
+                "rpc_server_call_duration_seconds_count",
+                &[r#"rpc_response_status_code="INTERNAL""#]
+            ),
             0.0
         );
-        assert_eq!(sum(TEXT, "grpc_server_requests", &[]), 0.0);
+        assert_eq!(sum(TEXT, "rpc_server_call_duration_seconds", &[]), 0.0);
     }
 }

@@ -64,11 +64,14 @@ impl Drop for Discovery {
     }
 }
 
-/// Labels of the calls made to one replica.
+/// Labels of the calls made to one replica (`server_address` and
+/// `server_port` as the OpenTelemetry conventions name them, and never
+/// `endpoint`, which the Prometheus Operator adds to every target).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabels {
-    endpoint: String,
-    code: &'static str,
+pub struct ReplicaLabels {
+    server_address: String,
+    server_port: u16,
+    rpc_response_status_code: &'static str,
 }
 
 /// A cheap-to-clone handle on the recommendations service.
@@ -77,7 +80,7 @@ pub struct RecommendationsClient {
     pool: Pool<Client>,
     resolver: Resolver,
     retries: Arc<RetryPolicy>,
-    endpoint_calls: Family<EndpointLabels, Counter>,
+    replica_calls: Family<ReplicaLabels, Counter>,
 }
 
 impl Attempt {
@@ -98,7 +101,7 @@ impl RecommendationsClient {
     pub fn new(
         settings: &Settings,
         metrics: RpcMetrics,
-        endpoint_calls: Family<EndpointLabels, Counter>,
+        replica_calls: Family<ReplicaLabels, Counter>,
     ) -> anyhow::Result<Self> {
         let timeout = settings.rpc_timeout;
         let tls = settings
@@ -161,7 +164,7 @@ impl RecommendationsClient {
                 settings.hosts_file.clone(),
                 settings.resolve_timeout,
             ),
-            endpoint_calls,
+            replica_calls,
         })
     }
 
@@ -206,11 +209,12 @@ impl RecommendationsClient {
     /// that rollouts and scaling do not grow the scrape without end.
     fn forget(&self, left: &[SocketAddr]) {
         for addr in left {
-            let endpoint = addr.to_string();
+            let address = addr.ip().to_string();
             for code in ALL_CODES {
-                self.endpoint_calls.remove(&EndpointLabels {
-                    endpoint: endpoint.clone(),
-                    code: code_name(code),
+                self.replica_calls.remove(&ReplicaLabels {
+                    server_address: address.clone(),
+                    server_port: addr.port(),
+                    rpc_response_status_code: code_name(code),
                 });
             }
         }
@@ -267,14 +271,15 @@ impl RecommendationsClient {
         self.pool
             .call(&self.retries, retry, |member, this| {
                 let call = attempt(member.client.clone(), this);
-                let endpoint = member.endpoint.clone();
+                let (address, port) = (member.address.clone(), member.addr.port());
                 async move {
                     let result = call.await.map_err(|status| self.deadline_as_such(status));
                     let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-                    self.endpoint_calls
-                        .get_or_create(&EndpointLabels {
-                            endpoint,
-                            code: code_name(code),
+                    self.replica_calls
+                        .get_or_create(&ReplicaLabels {
+                            server_address: address,
+                            server_port: port,
+                            rpc_response_status_code: code_name(code),
                         })
                         .inc();
                     result
@@ -368,9 +373,10 @@ mod tests {
 
         assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
         for addr in client.pool.addresses() {
-            let refused = client.endpoint_calls.get_or_create(&EndpointLabels {
-                endpoint: addr.to_string(),
-                code: "UNAVAILABLE",
+            let refused = client.replica_calls.get_or_create(&ReplicaLabels {
+                server_address: addr.ip().to_string(),
+                server_port: addr.port(),
+                rpc_response_status_code: "UNAVAILABLE",
             });
             assert_eq!(refused.get(), 1, "{addr}: one attempt, counted once");
         }

@@ -47,13 +47,13 @@ impl Application {
             degraded.clone(),
         );
 
-        let endpoint_calls = Family::default();
+        let replica_calls = Family::default();
         registry.register(
-            "grpc_client_endpoint_requests",
-            "gRPC calls to recommendations by replica address and status code",
-            endpoint_calls.clone(),
+            "marketplace_replica_calls",
+            "Calls to recommendations by replica (server_address, server_port) and status code",
+            replica_calls.clone(),
         );
-        let recommendations = RecommendationsClient::new(&settings, rpc_metrics, endpoint_calls)?;
+        let recommendations = RecommendationsClient::new(&settings, rpc_metrics, replica_calls)?;
         let discovery = recommendations.discover(settings.resolve_interval).await;
         let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
 

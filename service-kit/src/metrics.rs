@@ -1,11 +1,18 @@
 //! The Prometheus registry and the metric families of gRPC calls, shared by
 //! the server side (recommendations) and the client side (marketplace).
+//!
+//! Names and labels follow the OpenTelemetry semantic conventions in the
+//! form their Prometheus exporter gives them (dots become underscores, the
+//! unit a suffix): `rpc.server.call.duration` is
+//! `rpc_server_call_duration_seconds`, with `rpc_system_name`,
+//! `rpc_method` and `rpc_response_status_code`. A histogram's `_count` is
+//! the number of calls, so no counter repeats it.
 
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use tonic::Code;
@@ -31,25 +38,26 @@ pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
 /// Labels of a finished call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
-    /// The gRPC method path, `/package.Service/Method`.
-    pub method: String,
+    /// Always `grpc`.
+    pub rpc_system_name: &'static str,
+    /// The method, `package.Service/Method`, or `_OTHER` for one the
+    /// server does not implement.
+    pub rpc_method: String,
     /// The canonical status name, `OK`, `NOT_FOUND`, ...
-    pub code: &'static str,
+    pub rpc_response_status_code: &'static str,
 }
 
-/// Labels of a latency observation.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MethodLabels {
-    /// The gRPC method path, `/package.Service/Method`.
-    pub method: String,
-}
+/// The `rpc_method` of calls to methods the server does not implement,
+/// as the conventions name it: one label for every such path, so that a
+/// client probing random paths cannot grow the metrics without bound.
+pub const OTHER_METHOD: &str = "_OTHER";
 
 /// Which end of a call the metrics describe; it prefixes the metric names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
-    /// Calls this process served: `grpc_server_*`.
+    /// Calls this process served: `rpc_server_*`.
     Server,
-    /// Calls this process made: `grpc_client_*`.
+    /// Calls this process made: `rpc_client_*`.
     Client,
 }
 
@@ -63,12 +71,11 @@ impl Side {
     }
 }
 
-/// The metric families of gRPC calls: calls by method and status, latency
-/// by method, and calls in flight. Cloning shares the families.
+/// The metric families of gRPC calls: their duration by method and status,
+/// and the calls in flight. Cloning shares the families.
 #[derive(Clone, Debug)]
 pub struct RpcMetrics {
-    calls: Family<CallLabels, Counter>,
-    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    duration: Family<CallLabels, Histogram, fn() -> Histogram>,
     in_flight: Gauge,
     /// Each method's series, taken from the families on its first call:
     /// later calls cost no label allocation and no family lookup. A short
@@ -80,38 +87,31 @@ pub struct RpcMetrics {
 /// A method and its series.
 type NamedSeries = (Box<str>, Arc<MethodSeries>);
 
-/// One method's series: a counter per status code, made on first use, and
-/// the latency histogram.
-#[derive(Debug)]
+/// One method's series: a duration histogram per status code, made on
+/// first use.
+#[derive(Debug, Default)]
 struct MethodSeries {
-    calls: [OnceLock<Counter>; 17],
-    latency: Histogram,
+    duration: [OnceLock<Histogram>; 17],
 }
 
 impl RpcMetrics {
-    /// Registers the families as `grpc_{side}_requests_total`,
-    /// `grpc_{side}_request_duration_seconds` and
-    /// `grpc_{side}_requests_in_flight`.
+    /// Registers the families as `rpc_{side}_call_duration_seconds` and
+    /// `rpc_{side}_active_calls`.
     pub fn register(registry: &mut Registry, side: Side) -> Self {
         let metrics = Self {
-            calls: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
+            duration: Family::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
             series: Arc::default(),
         };
         let side = side.as_str();
         registry.register(
-            format!("grpc_{side}_requests"),
-            "gRPC calls by method and status code",
-            metrics.calls.clone(),
+            format!("rpc_{side}_call_duration_seconds"),
+            "gRPC calls by method and status code, and how long each took until its status was \
+             known (OpenTelemetry's rpc.{side}.call.duration)",
+            metrics.duration.clone(),
         );
         registry.register(
-            format!("grpc_{side}_request_duration_seconds"),
-            "gRPC call latency in seconds, until the status is known",
-            metrics.latency.clone(),
-        );
-        registry.register(
-            format!("grpc_{side}_requests_in_flight"),
+            format!("rpc_{side}_active_calls"),
             "gRPC calls started and not yet finished",
             metrics.in_flight.clone(),
         );
@@ -123,30 +123,29 @@ impl RpcMetrics {
         self.in_flight.inc();
     }
 
-    /// Records the end of a call started with [`RpcMetrics::started`].
-    /// Methods the server does not implement all share one label,
-    /// `unimplemented`, so that a client probing random paths cannot grow
-    /// the metrics without bound.
+    /// Records the end of a call started with [`RpcMetrics::started`] to
+    /// `method` (its path, `/package.Service/Method`). Methods the server
+    /// does not implement all share [`OTHER_METHOD`].
     pub fn finished(&self, method: &str, code: Code, elapsed: std::time::Duration) {
         self.in_flight.dec();
         let method = if code == Code::Unimplemented {
-            "unimplemented"
+            OTHER_METHOD
         } else {
-            method
+            method.strip_prefix('/').unwrap_or(method)
         };
         let series = self.series_of(method);
-        let index = usize::try_from(code as i32).unwrap_or(0) % series.calls.len();
-        series.calls[index]
+        let index = usize::try_from(code as i32).unwrap_or(0) % series.duration.len();
+        series.duration[index]
             .get_or_init(|| {
-                self.calls
+                self.duration
                     .get_or_create(&CallLabels {
-                        method: method.to_owned(),
-                        code: code_name(code),
+                        rpc_system_name: "grpc",
+                        rpc_method: method.to_owned(),
+                        rpc_response_status_code: code_name(code),
                     })
                     .clone()
             })
-            .inc();
-        series.latency.observe(elapsed.as_secs_f64());
+            .observe(elapsed.as_secs_f64());
     }
 
     fn series_of(&self, method: &str) -> Arc<MethodSeries> {
@@ -163,15 +162,7 @@ impl RpcMetrics {
         if let Some(series) = find(&known) {
             return series;
         }
-        let series = Arc::new(MethodSeries {
-            calls: Default::default(),
-            latency: self
-                .latency
-                .get_or_create(&MethodLabels {
-                    method: method.to_owned(),
-                })
-                .clone(),
-        });
+        let series = Arc::new(MethodSeries::default());
         known.push((method.into(), Arc::clone(&series)));
         series
     }
@@ -205,7 +196,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finished_calls_are_counted_by_method_and_code() {
+    fn finished_calls_are_timed_by_method_and_code() {
         let mut registry = Registry::default();
         let metrics = RpcMetrics::register(&mut registry, Side::Server);
 
@@ -218,14 +209,12 @@ mod tests {
 
         let text = encode(&registry).expect("encoding into a String cannot fail");
         assert!(
-            text.contains(r#"grpc_server_requests_total{method="/pkg.Svc/Do",code="NOT_FOUND"} 1"#),
+            text.contains(
+                r#"rpc_server_call_duration_seconds_count{rpc_system_name="grpc",rpc_method="pkg.Svc/Do",rpc_response_status_code="NOT_FOUND"} 1"#
+            ),
             "{text}"
         );
-        assert!(text.contains("grpc_server_requests_in_flight 0"), "{text}");
-        assert!(
-            text.contains(r#"grpc_server_request_duration_seconds_count{method="/pkg.Svc/Do"} 1"#),
-            "{text}"
-        );
+        assert!(text.contains("rpc_server_active_calls 0"), "{text}");
     }
 
     #[test]
@@ -241,10 +230,10 @@ mod tests {
         let text = encode(&registry).expect("encoding into a String cannot fail");
         assert!(
             text.contains(
-                r#"grpc_client_requests_total{method="unimplemented",code="UNIMPLEMENTED"} 2"#
+                r#"rpc_client_call_duration_seconds_count{rpc_system_name="grpc",rpc_method="_OTHER",rpc_response_status_code="UNIMPLEMENTED"} 2"#
             ),
             "{text}"
         );
-        assert!(!text.contains("/a.B/C"), "{text}");
+        assert!(!text.contains("a.B/C"), "{text}");
     }
 }

@@ -51,10 +51,10 @@ impl Siege {
         let counted = |code: &str| {
             prometheus::sum(
                 &metrics,
-                "grpc_server_requests_total",
+                "rpc_server_call_duration_seconds_count",
                 &[
-                    &format!(r#"method="{RECOMMEND}""#),
-                    &format!(r#"code="{code}""#),
+                    &format!(r#"rpc_method="{}""#, RECOMMEND.trim_start_matches('/')),
+                    &format!(r#"rpc_response_status_code="{code}""#),
                 ],
             )
         };
@@ -131,8 +131,8 @@ impl Siege {
         let metrics = scrape(market.admin).await?;
         let ok = prometheus::sum(
             &metrics,
-            "http_server_requests_total",
-            &[r#"route="/""#, r#"status="200""#],
+            "http_server_request_duration_seconds_count",
+            &[r#"http_route="/""#, r#"http_response_status_code="200""#],
         ) - probe.ok.len() as f64;
         let refused = outcome.non_2xx_3xx as f64;
         self.check(

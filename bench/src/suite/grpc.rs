@@ -216,11 +216,11 @@ impl Suite {
             cpus: self.placement.load.as_deref(),
         };
         let count = |text: &str, code: Option<&str>| {
-            let method = format!("method=\"{path}\"");
-            let code = code.map(|code| format!("code=\"{code}\""));
+            let method = format!("rpc_method=\"{}\"", path.trim_start_matches('/'));
+            let code = code.map(|code| format!("rpc_response_status_code=\"{code}\""));
             let mut labels = vec![method.as_str()];
             labels.extend(code.as_deref());
-            prometheus::sum(text, "grpc_server_requests_total", &labels)
+            prometheus::sum(text, "rpc_server_call_duration_seconds_count", &labels)
         };
         let before_metrics = self.scrape(target.admin).await?;
         let before = target.server.usage(self.ticks)?;

@@ -160,19 +160,19 @@ impl Suite {
 
         let (web_admin, grpc_admin) = admins.unzip();
         let pages = |text: &str, status: Option<&str>| {
-            let mut labels = vec![r#"route="/""#];
-            let status = status.map(|s| format!("status=\"{s}\""));
+            let mut labels = vec![r#"http_route="/""#];
+            let status = status.map(|s| format!("http_response_status_code=\"{s}\""));
             labels.extend(status.as_deref());
-            prometheus::sum(text, "http_server_requests_total", &labels)
+            prometheus::sum(text, "http_server_request_duration_seconds_count", &labels)
         };
         let degraded = |text: &str| prometheus::sum(text, "marketplace_degraded_pages_total", &[]);
         let recommended = |text: &str| {
             prometheus::sum(
                 text,
-                "grpc_server_requests_total",
+                "rpc_server_call_duration_seconds_count",
                 &[
-                    "method=\"/bookstore.recommendations.v1.RecommendationsService/Recommend\"",
-                    "code=\"OK\"",
+                    "rpc_method=\"bookstore.recommendations.v1.RecommendationsService/Recommend\"",
+                    "rpc_response_status_code=\"OK\"",
                 ],
             )
         };

@@ -53,8 +53,8 @@ use tonic_health::pb::{
 pub struct Member<C> {
     /// The replica's address.
     pub addr: SocketAddr,
-    /// The address as text, as metric labels want it (formatted once).
-    pub endpoint: String,
+    /// The IP address as text, as metric labels want it (formatted once).
+    pub address: String,
     /// The client over this replica's channel (with the client layers).
     pub client: C,
     /// The bare channel, for health checks that should not count as calls.
@@ -194,7 +194,7 @@ impl<C> Pool<C> {
         let (channel, client) = (self.connect)(addr);
         Arc::new(Member {
             addr,
-            endpoint: addr.to_string(),
+            address: addr.ip().to_string(),
             client,
             channel,
             down: AtomicBool::new(down),

@@ -11,7 +11,7 @@ use axum::{
 };
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{family::Family, histogram::Histogram},
     registry::Registry,
 };
 use service_kit::{metrics::latency_histogram, trace};
@@ -25,45 +25,34 @@ const UNMATCHED: &str = "unmatched";
 /// grow `/metrics` without bound.
 const OTHER_METHOD: &str = "_OTHER";
 
-/// Labels of a finished request.
+/// Labels of a finished request, named by the OpenTelemetry HTTP
+/// conventions in their Prometheus form.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    method: &'static str,
-    route: String,
-    status: u16,
+    http_request_method: &'static str,
+    http_route: String,
+    http_response_status_code: u16,
 }
 
-/// Labels of a latency observation.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    route: String,
-}
-
-/// Requests by method, route and status, and latency by route. Cloning
-/// shares the families.
+/// Requests by method, route and status, and how long each took. Cloning
+/// shares the family.
 #[derive(Clone, Debug)]
 pub struct HttpMetrics {
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
 }
 
 impl HttpMetrics {
-    /// Registers `http_server_requests_total` and
-    /// `http_server_request_duration_seconds`.
+    /// Registers `http_server_request_duration_seconds` (its `_count` is
+    /// the number of requests).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
-            requests: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
+            duration: Family::new_with_constructor(latency_histogram),
         };
         registry.register(
-            "http_server_requests",
-            "HTTP requests by method, matched route and status",
-            metrics.requests.clone(),
-        );
-        registry.register(
             "http_server_request_duration_seconds",
-            "HTTP request latency in seconds, until the response headers",
-            metrics.latency.clone(),
+            "HTTP requests by method, matched route and status, and how long each took until \
+             the response headers (OpenTelemetry's http.server.request.duration)",
+            metrics.duration.clone(),
         );
         metrics
     }
@@ -129,17 +118,11 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
 
     let status = response.status();
     metrics
-        .requests
+        .duration
         .get_or_create(&RequestLabels {
-            method: method_label,
-            route: route.to_owned(),
-            status: status.as_u16(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&RouteLabels {
-            route: route.to_owned(),
+            http_request_method: method_label,
+            http_route: route.to_owned(),
+            http_response_status_code: status.as_u16(),
         })
         .observe(latency.as_secs_f64());
 

@@ -76,8 +76,8 @@ async fn a_name_with_thousands_of_dead_addresses_still_serves_from_the_live_one(
         .expect("text");
     let mut endpoints: Vec<&str> = metrics
         .lines()
-        .filter(|line| line.starts_with("grpc_client_endpoint_requests_total"))
-        .filter_map(|line| line.split("endpoint=\"").nth(1)?.split('"').next())
+        .filter(|line| line.starts_with("marketplace_replica_calls_total"))
+        .filter_map(|line| line.split("server_address=\"").nth(1)?.split('"').next())
         .collect();
     endpoints.sort_unstable();
     endpoints.dedup();

@@ -128,8 +128,9 @@ pub async fn recommend_calls_at(admin: &str) -> u64 {
         .text()
         .await
         .expect("a text body");
-    let prefix = "grpc_server_requests_total{method=\"/bookstore.recommendations.v1.\
-                  RecommendationsService/Recommend\",code=\"OK\"} ";
+    let prefix = "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",\
+                  rpc_method=\"bookstore.recommendations.v1.RecommendationsService/Recommend\",\
+                  rpc_response_status_code=\"OK\"} ";
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(prefix))

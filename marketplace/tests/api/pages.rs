@@ -181,17 +181,17 @@ async fn requests_are_counted_by_matched_route_and_status() {
     let metrics = crate::helpers::admin_get(admin, "/metrics").await;
     assert!(
         metrics.contains(
-            r#"http_server_requests_total{method="GET",route="/category/{slug}",status="200"} 1"#
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/category/{slug}",http_response_status_code="200"} 1"#
         ),
         "{metrics}"
     );
     assert!(
         metrics.contains(
-            r#"http_server_requests_total{method="GET",route="/category/{slug}",status="404"} 1"#
+            r#"http_server_request_duration_seconds_count{http_request_method="GET",http_route="/category/{slug}",http_response_status_code="404"} 1"#
         ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"grpc_client_requests_total{method="/bookstore.recommendations.v1.RecommendationsService/Recommend",code="OK"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"rpc_client_call_duration_seconds_count{rpc_system_name="grpc",rpc_method="bookstore.recommendations.v1.RecommendationsService/Recommend",rpc_response_status_code="OK"} 1"#), "{metrics}");
 }
 
 #[tokio::test]
@@ -211,7 +211,7 @@ async fn made_up_methods_share_one_metric_series() {
 
     let metrics = crate::helpers::admin_get(admin, "/metrics").await;
     assert!(
-        metrics.contains(r#"http_server_requests_total{method="_OTHER",route="/",status="405"} 3"#),
+        metrics.contains(r#"http_server_request_duration_seconds_count{http_request_method="_OTHER",http_route="/",http_response_status_code="405"} 3"#),
         "{metrics}"
     );
     assert!(!metrics.contains("BREW"), "{metrics}");

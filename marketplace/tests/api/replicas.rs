@@ -218,7 +218,7 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
     let series = |metrics: &str, addr: SocketAddr| {
         metrics
             .lines()
-            .filter(|line| line.contains(&format!("endpoint=\"{addr}\"")))
+            .filter(|line| line.contains(&format!("server_address=\"{}\"", addr.ip())))
             .count()
     };
     let metrics = reqwest::get(format!("http://{admin}/metrics"))

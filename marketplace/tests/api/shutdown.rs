@@ -26,7 +26,7 @@ async fn a_request_in_flight_at_shutdown_completes_while_readiness_is_503() {
     for _ in 0..200 {
         if admin_get(admin, "/metrics")
             .await
-            .contains("grpc_client_requests_in_flight 1")
+            .contains("rpc_client_active_calls 1")
         {
             break;
         }
@@ -35,7 +35,7 @@ async fn a_request_in_flight_at_shutdown_completes_while_readiness_is_503() {
     assert!(
         admin_get(admin, "/metrics")
             .await
-            .contains("grpc_client_requests_in_flight 1")
+            .contains("rpc_client_active_calls 1")
     );
 
     // Act: shutdown begins while the page is in flight.

@@ -111,7 +111,7 @@ async fn list_books_streams_every_book_of_a_large_category() {
     // A stream ends with its status in the trailers: counted OK, once.
     let (_, metrics) = app.admin_get("/metrics").await;
     let counted = format!(
-        r#"grpc_server_requests_total{{method="/{}/ListBooks",code="OK"}} 1"#,
+        r#"rpc_server_call_duration_seconds_count{{rpc_system_name="grpc",rpc_method="{}/ListBooks",rpc_response_status_code="OK"}} 1"#,
         v1::recommendations_service_server::SERVICE_NAME
     );
     assert!(metrics.contains(&counted), "{metrics}");

@@ -104,7 +104,7 @@ async fn admin_listener_serves_metrics_and_probes() {
     );
     assert!(
         metrics.contains(
-            r#"grpc_server_requests_total{method="/grpc.health.v1.Health/Check",code="OK"} 1"#
+            r#"rpc_server_call_duration_seconds_count{rpc_system_name="grpc",rpc_method="grpc.health.v1.Health/Check",rpc_response_status_code="OK"} 1"#
         ),
         "{metrics}"
     );
@@ -121,7 +121,7 @@ async fn metrics_are_not_served_on_the_grpc_port() {
 
     if let Ok(response) = result {
         let body = response.text().await.unwrap_or_default();
-        assert!(!body.contains("grpc_server_requests"), "{body}");
+        assert!(!body.contains("rpc_server_call_duration"), "{body}");
     }
 }
 
