@@ -245,3 +245,28 @@ def test_compose_healthchecks_are_the_binaries_subcommand(compose, service):
     assert compose["services"][service]["healthcheck"]["test"] == ["CMD", f"/usr/local/bin/{service}", "healthcheck"]
     dockerfile = (ROOT / f"Dockerfile.{service}").read_text()
     assert f'COPY --from=builder /build/target/production/{service} /usr/local/bin/{service}' in dockerfile
+
+
+@pytest.fixture(scope="module")
+def pod_monitor():
+    with open(ROOT / "monitoring" / "podmonitor.yaml") as file:
+        return yaml.safe_load(file)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_pod_monitor_scrapes_every_pods_metrics(kubernetes, pod_monitor, service):
+    assert pod_monitor["kind"] == "PodMonitor"
+    assert pod_monitor["metadata"]["namespace"] == kubernetes[("Deployment", service)]["metadata"]["namespace"]
+    labels = pod(kubernetes, service)["metadata"]["labels"]
+    spec = pod_monitor["spec"]
+    # It selects the service's pods, and names their job after the service,
+    # as the alerting rules group by.
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert labels[spec["jobLabel"]] == service
+    ports = {p["name"]: p["containerPort"] for p in container(kubernetes, service)["ports"]}
+    admin_port = port_of(effective(service, kubernetes_env(kubernetes, service))[ADMIN[service]])
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert ports[endpoint["port"]] == admin_port
+    # And the binary serves its metrics there.
+    with Running(service) as running:
+        assert http_status(running.serving["admin"], endpoint["path"]) == 200
