@@ -138,25 +138,8 @@ impl Application {
         tracing::info!(grpc = %self.local_addr, admin = %self.service.admin_addr()?, tls, "serving");
 
         let (listener, limits, metrics) = (self.listener, self.settings.limits, self.metrics);
-        // With export on, every call is traced; otherwise only those that
-        // come with a trace context or a request id.
-        let exporting = self
-            .settings
-            .service
-            .trace
-            .otel_exporter_otlp_endpoint
-            .is_some();
-        let spans = RpcSpanLayer::server(exporting);
         let serve = |stopped| async move {
-            serve_routes(
-                routes,
-                listener,
-                &limits,
-                self.tls,
-                (spans, metrics),
-                stopped,
-            )
-            .await
+            serve_routes(routes, listener, &limits, self.tls, metrics, stopped).await
         };
         let going_away = async move {
             for name in HEALTH_SERVICES {
@@ -219,7 +202,7 @@ pub async fn serve_routes<F>(
     listener: Listener,
     limits: &GrpcLimits,
     tls: Option<Arc<rustls::ServerConfig>>,
-    (spans, metrics): (RpcSpanLayer, RpcMetrics),
+    metrics: RpcMetrics,
     stop: F,
 ) -> Result<(), tonic::transport::Error>
 where
@@ -231,7 +214,7 @@ where
     let layers = ServiceBuilder::new()
         // The call's span, continuing the caller's trace: entered around
         // everything below, so that their log lines carry its ids.
-        .layer(spans)
+        .layer(RpcSpanLayer::server())
         // One log event per call and its metrics (count, latency, in
         // flight), outermost so that they see the final status of
         // everything below, refused, timed-out and panicking calls included.

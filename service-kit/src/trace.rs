@@ -40,6 +40,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 pub use layer::{ResendCount, RpcSpan, RpcSpanLayer};
 pub use settings::{SamplerKind, TraceSettings};
 
+/// The W3C trace context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// The request id header: accepted from the caller, or made up, echoed in
 /// the response and carried to recommendations.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -125,11 +128,6 @@ impl Tracing {
         })
     }
 
-    /// Whether spans are exported.
-    pub fn exporting(&self) -> bool {
-        self.exporting
-    }
-
     /// The tracer for the `tracing` layer.
     pub fn tracer(&self, service: &'static str) -> SdkTracer {
         self.provider.tracer(service)
@@ -165,8 +163,12 @@ pub fn inject(span: &Span, headers: &mut HeaderMap) {
 }
 
 /// Continues the trace of `parent`, when it holds one, in `span`, and
-/// records the span's `trace_id` and `span_id` fields for the logs.
+/// records the span's `trace_id` and `span_id` fields for the logs. Does
+/// nothing for a disabled span (an untraced request).
 pub fn start(span: &Span, parent: Context) {
+    if span.is_none() {
+        return;
+    }
     if parent.span().span_context().is_valid() {
         // Fails only when the span is disabled, and then there is nothing to do.
         let _ = span.set_parent(parent);
@@ -182,6 +184,9 @@ pub fn start(span: &Span, parent: Context) {
 
 /// The trace id of `span`, as 32 hex digits, when it has one.
 pub fn trace_id(span: &Span) -> Option<String> {
+    if span.is_none() {
+        return None;
+    }
     let context = span.context();
     let span_ref = context.span();
     let ids = span_ref.span_context();
@@ -190,8 +195,9 @@ pub fn trace_id(span: &Span) -> Option<String> {
 
 /// A new request id: 16 random hex digits.
 pub fn new_request_id() -> HeaderValue {
-    let id = format!("{:016x}", rand::random::<u64>());
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    // Hex digits are a valid header value; the String becomes its bytes.
+    HeaderValue::try_from(format!("{:016x}", rand::random::<u64>()))
+        .unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// The caller's request id, when it is usable: 1 to 128 visible ASCII

@@ -85,7 +85,7 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     // page when spans are exported: see service_kit::trace::exporting.
     let parent = request
         .headers()
-        .contains_key("traceparent")
+        .contains_key(trace::TRACEPARENT)
         .then(|| trace::extract(request.headers()));
     let span = if parent.is_some() || trace::exporting() {
         tracing::info_span!(

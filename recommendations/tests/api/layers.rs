@@ -19,7 +19,7 @@ use service_kit::{
     LogFormat,
     metrics::{RpcMetrics, Side, encode},
 };
-use service_kit::{limits::GrpcLimits, listener::Listener, trace::RpcSpanLayer};
+use service_kit::{limits::GrpcLimits, listener::Listener};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::{
     Code, Request, Response, Status,
@@ -126,16 +126,9 @@ async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
     let listener = Listener::new(tcp, limits.max_connections as usize, "grpc");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve_routes(
-            routes,
-            listener,
-            &limits,
-            None,
-            (RpcSpanLayer::server(false), metrics),
-            async {
-                let _ = stopped.await;
-            },
-        )
+        serve_routes(routes, listener, &limits, None, metrics, async {
+            let _ = stopped.await;
+        })
         .await
     });
     let channel = Endpoint::from_shared(format!("http://{addr}"))

@@ -20,7 +20,9 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::{Span, field::Empty};
 
-use super::{REQUEST_ID, current_request_id, extract, inject, request_id, start};
+use super::{
+    REQUEST_ID, TRACEPARENT, current_request_id, exporting, extract, inject, request_id, start,
+};
 use crate::metrics::Side;
 
 /// How many times a call was sent before this attempt (a retry on another
@@ -32,19 +34,18 @@ pub struct ResendCount(pub u32);
 #[derive(Clone, Copy, Debug)]
 pub struct RpcSpanLayer {
     side: Side,
-    always: bool,
     /// The replica a client calls.
     server: Option<SocketAddr>,
 }
 
 impl RpcSpanLayer {
     /// Server side: a span for each call that carries a trace context, and
-    /// for every call when `exporting` (so that a call made without one
-    /// starts a trace of its own). A call without costs no span.
-    pub fn server(exporting: bool) -> Self {
+    /// for every call when spans are exported (so that a call made without
+    /// one starts a trace of its own; see [`super::exporting`]). A call
+    /// without costs no span.
+    pub fn server() -> Self {
         Self {
             side: Side::Server,
-            always: exporting,
             server: None,
         }
     }
@@ -55,7 +56,6 @@ impl RpcSpanLayer {
     pub fn client(server: SocketAddr) -> Self {
         Self {
             side: Side::Client,
-            always: false,
             server: Some(server),
         }
     }
@@ -93,7 +93,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let span = match self.layer.side {
-            Side::Server => server_span(&request, self.layer.always),
+            Side::Server => server_span(&request),
             Side::Client => client_span(&mut request, self.layer.server),
         };
         let inner = span.in_scope(|| self.inner.call(request));
@@ -106,12 +106,10 @@ fn method<B>(request: &Request<B>) -> &str {
     request.uri().path().trim_start_matches('/')
 }
 
-fn server_span<B>(request: &Request<B>, always: bool) -> Span {
+fn server_span<B>(request: &Request<B>) -> Span {
     let headers = request.headers();
-    let parent = headers
-        .contains_key("traceparent")
-        .then(|| extract(headers));
-    if parent.is_none() && !always {
+    let parent = headers.contains_key(TRACEPARENT).then(|| extract(headers));
+    if parent.is_none() && !exporting() {
         return Span::none();
     }
     let request_id = request_id(headers);
@@ -138,7 +136,7 @@ fn client_span<B>(request: &mut Request<B>, server: Option<SocketAddr>) -> Span 
     if let Some(id) = current_request_id() {
         request.headers_mut().insert(REQUEST_ID, id);
     }
-    if Span::current().is_none() && !super::exporting() {
+    if Span::current().is_none() && !exporting() {
         return Span::none();
     }
     let method = method(request);
