@@ -174,6 +174,25 @@ impl Write for Captured {
 
 impl Captured {
     fn install(&self) -> tracing::subscriber::DefaultGuard {
+        // tracing caches each callsite's interest for the whole process.
+        // While one dispatcher is registered it asks only the registering
+        // thread's default, so a sibling test with no subscriber that hits
+        // a log callsite first caches `never` for it, and this capture
+        // misses the event. A second dispatcher, interested in everything
+        // and alive as long as the binary, makes the cache the union of all
+        // registered dispatchers instead.
+        static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        ANCHOR.get_or_init(|| {
+            let everything = service_kit::telemetry::subscriber(
+                LogFormat::Json,
+                "trace",
+                false,
+                std::io::sink,
+                None,
+            )
+            .expect("a valid filter");
+            tracing::Dispatch::new(everything)
+        });
         let writer = self.clone();
         let subscriber = service_kit::telemetry::subscriber(
             LogFormat::Json,
@@ -183,7 +202,9 @@ impl Captured {
             None,
         )
         .expect("a valid filter");
-        tracing::subscriber::set_default(subscriber)
+        let guard = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     fn events(&self) -> Vec<serde_json::Value> {
