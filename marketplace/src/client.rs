@@ -8,8 +8,9 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    metrics::{counter::Counter, family::Family, gauge::ConstGauge},
 };
 use protobufs::{
     Category,
@@ -72,6 +73,34 @@ pub struct ReplicaLabels {
     server_address: String,
     server_port: u16,
     rpc_response_status_code: &'static str,
+}
+
+/// The `marketplace_replicas` gauge, counted from the pool at each scrape:
+/// replicas in rotation, out of it, and spare. Three series whatever the
+/// number of replicas.
+#[derive(Debug)]
+pub struct ReplicaStates(Pool<Client>);
+
+impl Collector for ReplicaStates {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let census = self.0.census();
+        let mut family = encoder.encode_descriptor(
+            "marketplace_replicas",
+            "Recommendations replicas by state: in_rotation (taking calls), out_of_rotation \
+             (ejected, or failing health checks), spare (listed beyond --max-replicas)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (state, count) in [
+            ("in_rotation", census.in_rotation),
+            ("out_of_rotation", census.out_of_rotation),
+            ("spare", census.spare),
+        ] {
+            let count = i64::try_from(count).unwrap_or(i64::MAX);
+            ConstGauge::new(count).encode(family.encode_family(&[("state", state)])?)?;
+        }
+        Ok(())
+    }
 }
 
 /// A cheap-to-clone handle on the recommendations service.
@@ -166,6 +195,12 @@ impl RecommendationsClient {
             ),
             replica_calls,
         })
+    }
+
+    /// The `marketplace_replicas` gauge over this client's replicas, to
+    /// register with the metrics.
+    pub fn replica_states(&self) -> ReplicaStates {
+        ReplicaStates(self.pool.clone())
     }
 
     /// Resolves the replicas now, then keeps resolving every `interval` and

@@ -54,6 +54,7 @@ impl Application {
             replica_calls.clone(),
         );
         let recommendations = RecommendationsClient::new(&settings, rpc_metrics, replica_calls)?;
+        registry.register_collector(Box::new(recommendations.replica_states()));
         let discovery = recommendations.discover(settings.resolve_interval).await;
         let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
 

@@ -111,6 +111,18 @@ impl Ejection {
     }
 }
 
+/// How many replicas are in each state, as the `marketplace_replicas`
+/// gauge reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Members taking calls (those on probation included).
+    pub in_rotation: usize,
+    /// Members out of rotation: ejected, or failing health checks.
+    pub out_of_rotation: usize,
+    /// Addresses listed beyond the cap, waiting to replace a member.
+    pub spare: usize,
+}
+
 /// A replica picked for a call. A probation call holds the replica's only
 /// probation slot until this is dropped.
 #[derive(Debug)]
@@ -223,6 +235,21 @@ impl<C> Pool<C> {
     /// The replicas' addresses.
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.snapshot().iter().map(|m| m.addr).collect()
+    }
+
+    /// How many replicas are in rotation, out of it, and spare.
+    pub fn census(&self) -> Census {
+        let members = self.snapshot();
+        let out_of_rotation = members.iter().filter(|m| m.is_down()).count();
+        Census {
+            in_rotation: members.len() - out_of_rotation,
+            out_of_rotation,
+            spare: self
+                .spares
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .len(),
+        }
     }
 
     /// Makes the pool hold `addresses`, at most `max_members` of them:
@@ -567,8 +594,15 @@ mod tests {
         // With spares, members join out of rotation. One answers (and is
         // put in); the two others make room for spares.
         assert!(pool.snapshot().iter().all(|m| m.is_down()));
+        let census = |in_rotation, out_of_rotation, spare| Census {
+            in_rotation,
+            out_of_rotation,
+            spare,
+        };
+        assert_eq!(pool.census(), census(0, 3, 7));
         let up = pool.pick(None).expect("a member");
         pool.answered(&up);
+        assert_eq!(pool.census(), census(1, 2, 7));
         let swapped = pool.swap_down_for_spares();
         assert_eq!(swapped.len(), 2);
         let now = pool.snapshot();
@@ -584,6 +618,10 @@ mod tests {
                 .iter()
                 .all(|gone| now.iter().all(|m| m.addr != *gone))
         );
+        // The two swapped out wait as spares, the two spares joined.
+        assert_eq!(pool.census(), census(1, 2, 7));
+        pool.eject(&up);
+        assert_eq!(pool.census(), census(0, 3, 7));
         // The members in rotation are kept over others when the list shrinks.
         let left = pool.update(&listed);
         assert!(left.is_empty(), "{left:?}");

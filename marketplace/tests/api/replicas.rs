@@ -50,6 +50,44 @@ async fn served(replica: &Replica) -> u64 {
     crate::helpers::recommend_calls_at(&replica.admin).await
 }
 
+/// The marketplace's `marketplace_replicas` gauge: (in rotation, out of
+/// rotation, spare).
+async fn replica_states(admin: &str) -> (u64, u64, u64) {
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    let state = |name: &str| {
+        let series = format!("marketplace_replicas{{state=\"{name}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
+    };
+    (
+        state("in_rotation"),
+        state("out_of_rotation"),
+        state("spare"),
+    )
+}
+
+/// The gauge once it reads `expected`, or after 10 s whatever it reads:
+/// ejections and health checks take their time.
+async fn settled_states(admin: &str, expected: (u64, u64, u64)) -> (u64, u64, u64) {
+    let mut states = replica_states(admin).await;
+    for _ in 0..100 {
+        if states == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        states = replica_states(admin).await;
+    }
+    states
+}
+
 /// Page loads on a few concurrent connections until stopped; counts the
 /// pages that failed (an HTTP error, or the "unavailable" notice).
 struct Load {
@@ -178,6 +216,13 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
         failed, 0,
         "{failed} of {pages} pages failed around a SIGKILL"
     );
+    // The killed replica failed a call and is out of rotation, as the
+    // gauge says.
+    assert_eq!(
+        settled_states(&admin, (2, 1, 0)).await,
+        (2, 1, 0),
+        "after a SIGKILL: (in, out, spare)"
+    );
 
     // 3. SIGTERM one replica under load (it drains), then restart it.
     let load = Load::start(url.clone());
@@ -229,6 +274,12 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
         .expect("text");
     assert_eq!(series(&metrics, addrs[2]), 0, "{metrics}");
     assert!(series(&metrics, addrs[3]) > 0, "{metrics}");
+    // The restarted replica is back once its ejection is over.
+    assert_eq!(
+        settled_states(&admin, (3, 0, 0)).await,
+        (3, 0, 0),
+        "three replicas in rotation: (in, out, spare)"
+    );
 
     assert_eq!(marketplace.terminate(), Some(0));
 }
