@@ -8,14 +8,13 @@ use axum::Router;
 use prometheus_client::{metrics::family::Family, registry::Registry};
 use service_kit::{
     listener::Listener,
-    metrics::{RpcMetrics, Side},
+    metrics::{HttpMetrics, RpcMetrics, Side},
     service::Service,
 };
 use tokio::net::TcpListener;
 
 use crate::{
     client::{Discovery, RecommendationsClient},
-    middleware::observe::HttpMetrics,
     routes::{self, AppState},
     settings::Settings,
 };
@@ -28,6 +27,8 @@ pub struct Application {
     listener: Listener,
     local_addr: SocketAddr,
     router: Router,
+    /// Also counts the requests the listener's bounds refuse.
+    http_metrics: HttpMetrics,
     service: Service,
     /// Stops finding replicas when the application ends.
     _discovery: Discovery,
@@ -56,7 +57,10 @@ impl Application {
         let recommendations = RecommendationsClient::new(&settings, rpc_metrics, replica_calls)?;
         registry.register_collector(Box::new(recommendations.replica_states()));
         let discovery = recommendations.discover(settings.resolve_interval).await;
-        let router = routes::router(AppState::new(recommendations, degraded), http_metrics);
+        let router = routes::router(
+            AppState::new(recommendations, degraded),
+            http_metrics.clone(),
+        );
 
         let listener = TcpListener::bind(settings.listen).await.with_context(|| {
             format!(
@@ -78,6 +82,7 @@ impl Application {
             listener,
             local_addr,
             router,
+            http_metrics,
             service,
             _discovery: discovery,
         })
@@ -112,8 +117,9 @@ impl Application {
             "serving"
         );
         let (listener, router, limits) = (self.listener, self.router, self.settings.limits);
+        let metrics = Some(self.http_metrics);
         let serve = |stopped| async move {
-            service_kit::http::serve(listener, router, &limits, stopped).await;
+            service_kit::http::serve(listener, router, &limits, metrics, stopped).await;
             Ok::<(), std::convert::Infallible>(())
         };
         self.service.serve(serve, async {}, shutdown).await

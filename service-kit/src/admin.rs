@@ -138,7 +138,8 @@ impl AdminServer {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        crate::http::serve(self.listener, self.router, &self.limits, shutdown).await;
+        // The admin listener's own requests are not counted.
+        crate::http::serve(self.listener, self.router, &self.limits, None, shutdown).await;
         Ok(())
     }
 

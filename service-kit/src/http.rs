@@ -9,6 +9,9 @@
 //! - a cap on requests in flight, beyond which the answer is an immediate
 //!   503 with Retry-After;
 //! - a timeout per request (503).
+//!
+//! Given [`HttpMetrics`], the 503s the bounds answer themselves count in
+//! them with an empty route: the router's own layers never see them.
 
 use std::{
     convert::Infallible,
@@ -40,7 +43,11 @@ use tokio::{
 };
 use tower::Service;
 
-use crate::{limits::HttpLimits, listener::Listener};
+use crate::{
+    limits::HttpLimits,
+    listener::Listener,
+    metrics::{HttpMetrics, http_method},
+};
 
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 100;
@@ -50,11 +57,13 @@ const KEEPALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from
 /// Serves `router` on `listener` within `limits` until `stop` resolves, then
 /// stops accepting, lets the requests in flight finish (idle keep-alive
 /// connections are closed at once) and returns when every connection has
-/// closed. The caller bounds that wait (see [`crate::shutdown`]).
+/// closed. The caller bounds that wait (see [`crate::shutdown`]). The
+/// requests the limits refuse or time out count in `metrics`, if given.
 pub async fn serve(
     listener: Listener,
     router: Router,
     limits: &HttpLimits,
+    metrics: Option<HttpMetrics>,
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -75,6 +84,7 @@ pub async fn serve(
         slots: Arc::new(Semaphore::new(limits.http_max_requests_in_flight as usize)),
         request_timeout: limits.http_request_timeout,
         idle_timeout: limits.http_idle_timeout,
+        metrics,
     });
 
     // Every connection task holds a receiver: the sender learns that all
@@ -106,6 +116,7 @@ struct Shared {
     slots: Arc<Semaphore>,
     request_timeout: Duration,
     idle_timeout: Duration,
+    metrics: Option<HttpMetrics>,
 }
 
 async fn serve_connection(
@@ -113,7 +124,7 @@ async fn serve_connection(
     accepted: crate::listener::Accepted,
     mut stopping: watch::Receiver<bool>,
 ) {
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(shared.metrics.clone()));
     let service = Bounded {
         router: shared.router.clone(),
         activity: activity.clone(),
@@ -160,20 +171,30 @@ async fn serve_connection(
 }
 
 /// What a connection is doing: requests in flight, and when the last one
-/// ended.
+/// ended; and where its refused requests count.
 struct Activity {
     started: Instant,
     in_flight: AtomicUsize,
     /// Milliseconds from `started` to the end of the last request.
     last_end_ms: AtomicU64,
+    metrics: Option<HttpMetrics>,
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(metrics: Option<HttpMetrics>) -> Self {
         Self {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_end_ms: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// Counts a 503 the bounds answered, `elapsed` after the request came.
+    fn refused(&self, method: &'static str, elapsed: Duration) {
+        if let Some(metrics) = &self.metrics {
+            let status = StatusCode::SERVICE_UNAVAILABLE.as_u16();
+            metrics.finished(method, "", status, elapsed);
         }
     }
 
@@ -226,15 +247,21 @@ impl Service<Request<hyper::body::Incoming>> for Bounded {
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = Some(RequestGuard(self.activity.clone()));
+        let method = http_method(request.method());
         match self.slots.clone().try_acquire_owned() {
             Ok(slot) => BoundedFuture::Admitted {
                 inner: self.router.call(request.map(Body::new)),
                 // Not registered with the timer until first polled.
                 timer: tokio::time::sleep(self.timeout),
+                timeout: self.timeout,
+                method,
                 slot: Some(slot),
                 guard,
             },
-            Err(_) => BoundedFuture::Refused { guard },
+            Err(_) => {
+                self.activity.refused(method, Duration::ZERO);
+                BoundedFuture::Refused { guard }
+            }
         }
     }
 }
@@ -249,6 +276,8 @@ pin_project! {
             inner: F,
             #[pin]
             timer: Sleep,
+            timeout: Duration,
+            method: &'static str,
             slot: Option<OwnedSemaphorePermit>,
             guard: Option<RequestGuard>,
         },
@@ -268,6 +297,8 @@ where
             BoundedProj::Admitted {
                 inner,
                 timer,
+                timeout,
+                method,
                 slot,
                 guard,
             } => {
@@ -275,6 +306,9 @@ where
                     Poll::Ready(Ok(response)) => response,
                     Poll::Pending => {
                         ready!(timer.poll(cx));
+                        if let Some(RequestGuard(activity)) = guard {
+                            activity.refused(method, *timeout);
+                        }
                         busy("The server took too long to answer this request. Please retry.\n")
                     }
                 };
@@ -364,12 +398,20 @@ mod tests {
     }
 
     async fn spawn(router: Router, limits: HttpLimits) -> Server {
+        spawn_with(router, limits, None).await
+    }
+
+    async fn spawn_with(
+        router: Router,
+        limits: HttpLimits,
+        metrics: Option<HttpMetrics>,
+    ) -> Server {
         let tcp = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let addr = tcp.local_addr().expect("bound");
         let listener = Listener::new(tcp, limits.http_max_connections as usize, "test");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            serve(listener, router, &limits, async {
+            serve(listener, router, &limits, metrics, async {
                 let _ = stopped.await;
             })
             .await;
@@ -379,6 +421,25 @@ mod tests {
             stop: Some(stop),
             task,
         }
+    }
+
+    /// HTTP metrics in a registry of their own, and a way to read them.
+    fn metrics() -> (HttpMetrics, impl Fn() -> String) {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = HttpMetrics::register(&mut registry);
+        let text = move || crate::metrics::encode(&registry).expect("encodes");
+        (metrics, text)
+    }
+
+    /// The count of the series with an empty route and status 503.
+    fn refused_count(text: &str) -> Option<&str> {
+        text.lines()
+            .find(|line| {
+                line.starts_with("http_server_request_duration_seconds_count{")
+                    && line.contains(r#"http_route="""#)
+                    && line.contains(r#"http_response_status_code="503""#)
+            })
+            .and_then(|line| line.rsplit(' ').next())
     }
 
     async fn get_once(stream: &mut TcpStream, path: &str) -> String {
@@ -425,7 +486,8 @@ mod tests {
             http_max_requests_in_flight: 1,
             ..HttpLimits::default()
         };
-        let server = spawn(router, limits).await;
+        let (metrics, text) = metrics();
+        let server = spawn_with(router, limits, Some(metrics)).await;
         let mut first = TcpStream::connect(server.addr).await.expect("connects");
         first
             .write_all(b"GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -444,6 +506,8 @@ mod tests {
             refused.to_ascii_lowercase().contains("retry-after: 1"),
             "{refused}"
         );
+        // The refusal counts, with no route: it never reached the router.
+        assert_eq!(refused_count(&text()), Some("1"), "{}", text());
         release.notify_one();
         let mut buf = vec![0u8; 1024];
         let read = first.read(&mut buf).await.expect("the first answer");
@@ -457,7 +521,8 @@ mod tests {
             http_request_timeout: Duration::from_millis(200),
             ..HttpLimits::default()
         };
-        let server = spawn(router, limits).await;
+        let (metrics, text) = metrics();
+        let server = spawn_with(router, limits, Some(metrics)).await;
         let mut stream = TcpStream::connect(server.addr).await.expect("connects");
 
         let answer = tokio::time::timeout(Duration::from_secs(10), get_once(&mut stream, "/stuck"))
@@ -465,6 +530,12 @@ mod tests {
             .expect("answered by the server's timeout, not this test's");
 
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert_eq!(refused_count(&text()), Some("1"), "{}", text());
+        assert!(
+            text().contains(r#"http_server_request_duration_seconds_sum{http_request_method="GET",http_route="",http_response_status_code="503"} 0.2"#),
+            "counted at the timeout's 200 ms: {}",
+            text()
+        );
     }
 
     #[tokio::test]

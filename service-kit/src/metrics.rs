@@ -1,14 +1,21 @@
 //! The Prometheus registry and the metric families of gRPC calls, shared by
-//! the server side (recommendations) and the client side (marketplace).
+//! the server side (recommendations) and the client side (marketplace), and
+//! of HTTP requests (the marketplace's web listener).
 //!
 //! Names and labels follow the OpenTelemetry semantic conventions in the
 //! form their Prometheus exporter gives them (dots become underscores, the
 //! unit a suffix): `rpc.server.call.duration` is
 //! `rpc_server_call_duration_seconds`, with `rpc_system_name`,
-//! `rpc_method` and `rpc_response_status_code`. A histogram's `_count` is
-//! the number of calls, so no counter repeats it.
+//! `rpc_method` and `rpc_response_status_code`, and
+//! `http.server.request.duration` is `http_server_request_duration_seconds`.
+//! A histogram's `_count` is the number of calls, so no counter repeats it.
 
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::{
+    sync::{Arc, OnceLock, PoisonError, RwLock},
+    time::Duration,
+};
+
+use http::Method;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -166,6 +173,66 @@ impl RpcMetrics {
         known.push((method.into(), Arc::clone(&series)));
         series
     }
+}
+
+/// Labels of a finished HTTP request, named by the OpenTelemetry HTTP
+/// conventions in their Prometheus form.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    http_request_method: &'static str,
+    http_route: String,
+    http_response_status_code: u16,
+}
+
+/// HTTP requests by method, route and status, and how long each took:
+/// `http_server_request_duration_seconds` (its `_count` is the number of
+/// requests). Cloning shares the family.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics {
+    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
+}
+
+impl HttpMetrics {
+    /// Registers the family.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            duration: Family::new_with_constructor(latency_histogram),
+        };
+        registry.register(
+            "http_server_request_duration_seconds",
+            "HTTP requests by method, matched route and status, and how long each took until \
+             the response headers (OpenTelemetry's http.server.request.duration)",
+            metrics.duration.clone(),
+        );
+        metrics
+    }
+
+    /// Records a finished request. `method` is an [`http_method`] label;
+    /// `route` the matched route, never the raw path (so that the series
+    /// stay bounded), or empty for a request answered before routing.
+    pub fn finished(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
+        self.duration
+            .get_or_create(&RequestLabels {
+                http_request_method: method,
+                http_route: route.to_owned(),
+                http_response_status_code: status,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The `http_request_method` label: the standard methods by name, every
+/// other one as [`OTHER_METHOD`]. Any token is a valid method, and one
+/// series per made-up method would let a client grow `/metrics` without
+/// bound.
+pub fn http_method(method: &Method) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or(OTHER_METHOD)
 }
 
 /// The canonical name of a status code, as the gRPC spec and grpcurl spell it.

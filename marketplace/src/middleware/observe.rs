@@ -5,69 +5,18 @@ use std::time::Instant;
 
 use axum::{
     extract::{MatchedPath, Request, State},
-    http::{HeaderValue, Method},
+    http::HeaderValue,
     middleware::Next,
     response::Response,
 };
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{family::Family, histogram::Histogram},
-    registry::Registry,
+use service_kit::{
+    metrics::{HttpMetrics, http_method},
+    trace,
 };
-use service_kit::{metrics::latency_histogram, trace};
 use tracing::{Instrument as _, Span, field::Empty};
 
 /// The route label of requests that matched no route (404s).
 const UNMATCHED: &str = "unmatched";
-
-/// The method label of methods outside RFC 9110 (and PATCH): any token is
-/// a valid method, and one series per made-up method would let a client
-/// grow `/metrics` without bound.
-const OTHER_METHOD: &str = "_OTHER";
-
-/// Labels of a finished request, named by the OpenTelemetry HTTP
-/// conventions in their Prometheus form.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    http_request_method: &'static str,
-    http_route: String,
-    http_response_status_code: u16,
-}
-
-/// Requests by method, route and status, and how long each took. Cloning
-/// shares the family.
-#[derive(Clone, Debug)]
-pub struct HttpMetrics {
-    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
-}
-
-impl HttpMetrics {
-    /// Registers `http_server_request_duration_seconds` (its `_count` is
-    /// the number of requests).
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            duration: Family::new_with_constructor(latency_histogram),
-        };
-        registry.register(
-            "http_server_request_duration_seconds",
-            "HTTP requests by method, matched route and status, and how long each took until \
-             the response headers (OpenTelemetry's http.server.request.duration)",
-            metrics.duration.clone(),
-        );
-        metrics
-    }
-}
-
-/// The standard methods by name, every other one as [`OTHER_METHOD`].
-fn method_label(method: &Method) -> &'static str {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    KNOWN
-        .into_iter()
-        .find(|known| *known == method.as_str())
-        .unwrap_or(OTHER_METHOD)
-}
 
 /// The middleware (see the module docs). Each request is served in a span
 /// named by the HTTP conventions (`GET /category/{slug}/books`) that
@@ -78,7 +27,7 @@ fn method_label(method: &Method) -> &'static str {
 pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let method_label = method_label(&method);
+    let method_label = http_method(&method);
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
     // A span for a page that arrives with a trace context, or for every
@@ -116,18 +65,10 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     let mut response = trace::with_request_id(request_id.clone(), page).await;
     let latency = started.elapsed();
 
-    let status = response.status();
-    metrics
-        .duration
-        .get_or_create(&RequestLabels {
-            http_request_method: method_label,
-            http_route: route.to_owned(),
-            http_response_status_code: status.as_u16(),
-        })
-        .observe(latency.as_secs_f64());
+    let status = response.status().as_u16();
+    metrics.finished(method_label, route, status, latency);
 
     let latency_ms = latency.as_secs_f64() * 1e3;
-    let status = status.as_u16();
     span.record("http.response.status_code", status);
     if status >= 500 {
         span.record("otel.status_code", "error");

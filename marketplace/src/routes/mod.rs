@@ -14,6 +14,7 @@ use axum::{
     Router, http::HeaderValue, middleware::from_fn_with_state, response::Response, routing::get,
 };
 use http::header;
+use service_kit::metrics::HttpMetrics;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -26,7 +27,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self';
      base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The whole web app: pages, assets and the layers around them.
-pub fn router(state: AppState, metrics: observe::HttpMetrics) -> Router {
+pub fn router(state: AppState, metrics: HttpMetrics) -> Router {
     Router::new()
         .route("/", get(pages::home))
         .route("/category/{slug}", get(pages::category))

@@ -49,6 +49,11 @@ impl AppState {
         recommendations: RecommendationsClient,
         degraded: Family<PageLabels, Counter>,
     ) -> Self {
+        // Every page's series exists from the start, at 0: a rate over it
+        // is then 0, not absent, in dashboards and alerts.
+        for page in ["home", "category", "browse"] {
+            drop(degraded.get_or_create(&PageLabels { page }));
+        }
         Self {
             shared: Arc::new(Shared {
                 recommendations,

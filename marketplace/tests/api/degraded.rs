@@ -33,6 +33,11 @@ async fn with_recommendations_down_the_homepage_renders_a_notice() {
         "{metrics}"
     );
     assert!(metrics.contains(r#"code="UNAVAILABLE"} 1"#), "{metrics}");
+    // A page that was never degraded has its series, at 0.
+    assert!(
+        metrics.contains(r#"marketplace_degraded_pages_total{page="category"} 0"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
