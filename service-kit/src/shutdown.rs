@@ -6,34 +6,44 @@ use std::{future::Future, pin::pin, time::Duration};
 use tokio::sync::oneshot;
 
 /// Resolves on the first SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
-/// If a handler cannot be installed, that is logged and only the other
-/// signal stops the process.
-pub async fn signal() {
-    let interrupt = async {
+/// The handlers are installed by this call, not when the future is first
+/// polled: a signal that comes right after the service says it is serving
+/// starts a drain rather than killing the process. If a handler cannot be
+/// installed, that is logged and only the other signal stops the process.
+/// Must be called within the runtime.
+pub fn signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        let install = |kind: SignalKind, name: &'static str| -> Option<Signal> {
+            signal(kind)
+                .inspect_err(|err| tracing::error!(cause = %err, "cannot listen for {name}"))
+                .ok()
+        };
+        let interrupt = install(SignalKind::interrupt(), "SIGINT");
+        let terminate = install(SignalKind::terminate(), "SIGTERM");
+        let received = |signal: Option<Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        async move {
+            tokio::select! {
+                () = received(interrupt) => tracing::info!(signal = "SIGINT", "shutdown requested"),
+                () = received(terminate) => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(cause = %err, "cannot listen for SIGINT");
+            tracing::error!(cause = %err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(cause = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = interrupt => tracing::info!(signal = "SIGINT", "shutdown requested"),
-        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        tracing::info!(signal = "SIGINT", "shutdown requested");
     }
 }
 
