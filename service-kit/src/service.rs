@@ -71,14 +71,15 @@ pub struct Service {
 }
 
 impl Service {
-    /// Binds the admin listener of `settings`, serving `registry` at
-    /// /metrics. `name` names the data listener in logs and errors
-    /// ("grpc", "http").
+    /// Binds the admin listener of `settings`, serving `registry`, with the
+    /// span export's metrics added, at /metrics. `name` names the data
+    /// listener in logs and errors ("grpc", "http").
     pub async fn bind<const P: u16>(
         name: &'static str,
         settings: &ServiceSettings<P>,
-        registry: Registry,
+        mut registry: Registry,
     ) -> anyhow::Result<Self> {
+        crate::trace::register_metrics(&mut registry);
         let readiness = Readiness::new();
         let admin = AdminServer::bind(
             settings.admin_listen,

@@ -14,6 +14,7 @@
 //! conventions (`http.request.method`, `http.route`,
 //! `http.response.status_code`). See docs/operations.md.
 
+mod export;
 mod layer;
 mod settings;
 
@@ -37,6 +38,7 @@ use opentelemetry_sdk::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+pub use export::register_metrics;
 pub use layer::{ResendCount, RpcSpan, RpcSpanLayer};
 pub use settings::{SamplerKind, TraceSettings};
 
@@ -55,6 +57,9 @@ const MAX_REQUEST_ID: usize = 128;
 /// with the 25 s drain, within kubernetes.yaml's grace period of 40 s,
 /// however slow the collector.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most spans in one export request.
+const EXPORT_BATCH: usize = 512;
 
 /// Whether this process exports spans (set once, by [`Tracing::new`]).
 static EXPORTING: AtomicBool = AtomicBool::new(false);
@@ -111,14 +116,22 @@ impl Tracing {
             .build()
             .with_context(|| format!("cannot set up OTLP export to {endpoint}"))?;
         // A bounded queue: when the collector is slow or down, spans are
-        // dropped rather than wait, and nothing a request does waits on it.
+        // dropped (and counted) rather than wait, and nothing a request
+        // does waits on it.
+        let capacity = settings.otel_bsp_max_queue_size;
+        let (queue, exporter) = export::bounded_queue(capacity, exporter);
         let batch = BatchConfigBuilder::default()
-            .with_max_queue_size(settings.otel_bsp_max_queue_size)
+            // Room for one batch more than the bounded queue admits: the
+            // SDK's queue never drops a span by itself.
+            .with_max_queue_size(capacity.saturating_add(EXPORT_BATCH))
+            .with_max_export_batch_size(EXPORT_BATCH)
             .with_scheduled_delay(settings.otel_bsp_schedule_delay)
             .build();
-        let processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(batch)
-            .build();
+        let processor = queue.wrap(
+            BatchSpanProcessor::builder(exporter)
+                .with_batch_config(batch)
+                .build(),
+        );
         Ok(Self {
             provider: builder
                 .with_sampler(settings.sampler())

@@ -195,6 +195,27 @@ async fn traced_page(url: &str, id: &str) -> reqwest::Response {
         .expect("the homepage answers")
 }
 
+/// The value of `series` (its name and labels, as written) in the
+/// process's `/metrics`.
+async fn metric(process: &Process, series: &str) -> f64 {
+    let admin = process.listener("admin");
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+const EXPORTED: &str = r#"otel_sdk_exporter_span_exported_total{error_type=""}"#;
+const QUEUED: &str = r#"otel_sdk_processor_span_processed_total{error_type=""}"#;
+const DROPPED: &str = r#"otel_sdk_processor_span_processed_total{error_type="queue_full"}"#;
+
 /// SIGTERM, and the exit code, in a thread: a test that would hang fails
 /// after a minute instead.
 async fn terminate(process: Process) -> Option<i32> {
@@ -286,6 +307,23 @@ async fn one_page_is_one_trace_across_both_services_and_their_logs() {
         recommendations_lines.contains(&"gRPC call finished".to_owned()),
         "{recommendations_lines:?}"
     );
+
+    // And /metrics counts them: the page's two spans queued and exported
+    // by the marketplace, the call's one by recommendations; none dropped.
+    // (An export is counted once the collector has answered it.)
+    for (process, spans) in [(&marketplace, 2.0), (&recommendations, 1.0)] {
+        assert_eq!(metric(process, QUEUED).await, spans);
+        let mut exported = metric(process, EXPORTED).await;
+        for _ in 0..50 {
+            if exported == spans {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            exported = metric(process, EXPORTED).await;
+        }
+        assert_eq!(exported, spans);
+        assert_eq!(metric(process, DROPPED).await, 0.0);
+    }
     assert_eq!(terminate(marketplace).await, Some(0));
     assert_eq!(terminate(recommendations).await, Some(0));
 }
@@ -341,6 +379,27 @@ async fn a_collector_that_never_answers_slows_no_page_and_no_exit() {
         let html = response.text().await.expect("HTML");
         assert_eq!(html.matches("<li>").count(), 3, "page {i} lost its books");
     }
+
+    // The spans beyond the queue were dropped, and counted: each of the
+    // 600 (a page's and its call's) was queued or dropped, and no more
+    // wait than the queue holds.
+    let (queued, dropped) = (
+        metric(&marketplace, QUEUED).await,
+        metric(&marketplace, DROPPED).await,
+    );
+    eprintln!("a silent collector: {queued} spans queued, {dropped} dropped");
+    assert_eq!(
+        queued + dropped,
+        600.0,
+        "queued {queued}, dropped {dropped}"
+    );
+    assert!(dropped > 0.0, "none dropped");
+    let waiting = metric(&marketplace, "otel_sdk_processor_span_queue_size").await;
+    assert!(waiting <= 64.0, "{waiting} spans wait in a queue of 64");
+    assert_eq!(
+        metric(&marketplace, "otel_sdk_processor_span_queue_capacity").await,
+        64.0
+    );
 
     // And the exit waits for the collector only so long (the test fails
     // rather than hang if it did not).

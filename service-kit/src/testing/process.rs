@@ -20,6 +20,8 @@ pub struct Process {
     child: Child,
     name: String,
     stdout: Option<BufReader<ChildStdout>>,
+    /// The "serving" event, once read.
+    served: Option<serde_json::Value>,
     log: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
@@ -46,6 +48,7 @@ impl Process {
             name: format!("{name}[{}]", child.id()),
             child,
             stdout: Some(stdout),
+            served: None,
             log: Arc::default(),
         }
     }
@@ -82,6 +85,7 @@ impl Process {
                         }
                     }
                 });
+                self.served = Some(event.clone());
                 return event;
             }
         }
@@ -94,6 +98,13 @@ impl Process {
             .as_str()
             .unwrap_or_else(|| panic!("no {name} address in {serving}"))
             .to_owned()
+    }
+
+    /// The address of the listener `name`, as [`Process::address`] reads
+    /// it from the "serving" event [`Process::serving`] returned.
+    pub fn listener(&self, name: &str) -> String {
+        let served = self.served.as_ref().expect("serving() was called");
+        Self::address(served, name)
     }
 
     /// SIGKILL, as a crashing node would.
