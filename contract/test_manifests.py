@@ -106,7 +106,7 @@ def test_every_variable_kubernetes_sets_is_read_by_the_binary(kubernetes, servic
 
 
 @pytest.mark.parametrize("service", SERVICES)
-@pytest.mark.parametrize("file", ["docker-compose.yaml", "docker-compose.tls.yaml"])
+@pytest.mark.parametrize("file", ["docker-compose.yaml", "docker-compose.tls.yaml", "docker-compose.monitoring.yaml"])
 def test_every_variable_compose_sets_is_read_by_the_binary(file, service):
     with open(ROOT / file) as handle:
         env = yaml.safe_load(handle)["services"][service].get("environment", {})
@@ -270,3 +270,64 @@ def test_the_pod_monitor_scrapes_every_pods_metrics(kubernetes, pod_monitor, ser
     # And the binary serves its metrics there.
     with Running(service) as running:
         assert http_status(running.serving["admin"], endpoint["path"]) == 200
+
+
+@pytest.fixture(scope="module")
+def monitoring_override():
+    with open(ROOT / "docker-compose.monitoring.yaml") as file:
+        return yaml.safe_load(file)
+
+
+def mounts(compose_service):
+    """{path in the container: path in the repository} of its bind mounts."""
+    pairs = (volume.split(":")[:2] for volume in compose_service.get("volumes", []))
+    return {target: ROOT / source for source, target in pairs}
+
+
+def test_the_monitoring_override_mounts_files_that_exist(monitoring_override):
+    for name, spec in monitoring_override["services"].items():
+        for target, source in mounts(spec).items():
+            assert source.exists(), f"{name} mounts {source}, which does not exist"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_overrides_prometheus_scrapes_each_services_admin_port(compose, monitoring_override, service):
+    (config_flag,) = [a for a in monitoring_override["services"]["prometheus"]["command"] if a.startswith("--config.file=")]
+    config_path = config_flag.split("=", 1)[1]
+    mounted = {t: s for t, s in mounts(monitoring_override["services"]["prometheus"]).items() if config_path.startswith(t)}
+    ((target, source),) = mounted.items()
+    config_file = source / Path(config_path).relative_to(target)
+    assert config_file == ROOT / "monitoring" / "prometheus.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == service]
+    admin_port = port_of(effective(service, compose["services"][service].get("environment", {}))[ADMIN[service]])
+    # The compose service name and the port the binary's admin listener takes.
+    assert job["static_configs"] == [{"targets": [f"{service}:{admin_port}"]}]
+    # The rules it loads are the tested ones.
+    assert config["rule_files"] == ["alerts.yaml"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_services_send_their_spans_to_the_overrides_collector(monitoring_override, service):
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(monitoring_override["services"][service]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert endpoint.hostname in monitoring_override["services"], endpoint
+    assert endpoint.port == 4317, "OTLP/gRPC, which the services export"
+
+
+def test_grafana_provisions_the_dashboard_and_both_data_sources(monitoring_override):
+    grafana = monitoring_override["services"]["grafana"]
+    mounted = mounts(grafana)
+    provisioning = mounted["/etc/grafana/provisioning"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "bookstore.yaml").read_text())["providers"]
+    dashboards = mounted[provider["options"]["path"]]
+    assert (dashboards / "bookstore.json").is_file()
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert Path(home).parent.as_posix() == provider["options"]["path"] and (dashboards / Path(home).name).is_file()
+    sources = yaml.safe_load((provisioning / "datasources" / "bookstore.yaml").read_text())["datasources"]
+    from urllib.parse import urlparse
+
+    assert {s["type"] for s in sources} == {"prometheus", "jaeger"}
+    for source in sources:
+        assert urlparse(source["url"]).hostname in monitoring_override["services"], source
