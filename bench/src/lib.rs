@@ -10,6 +10,7 @@
 pub mod attack;
 pub mod catalog_load;
 pub mod checks;
+pub mod collector;
 pub mod criterion;
 pub mod load;
 pub mod probe;

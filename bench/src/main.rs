@@ -31,7 +31,7 @@ use bench::{
     criterion, process,
     report::{self, Results},
     suite::{
-        FULL, HOMEPAGE, HOMEPAGE_DEFAULT_WORKERS, Placement, QUICK, Suite,
+        FULL, HOMEPAGE, HOMEPAGE_DEFAULT_WORKERS, HOMEPAGE_EXPORTED, Placement, QUICK, Suite,
         output::{machine, update_docs, write_results},
         targets::targets,
     },
@@ -129,13 +129,16 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if runs(Phase::Http) {
         let placement = Placement::new(suite.placement.workers, false);
-        let (homepage, http_memory) = suite.http(&placement, HOMEPAGE).await?;
+        let (homepage, http_memory) = suite.http(&placement, HOMEPAGE, false).await?;
         comparisons.push(homepage);
+        memory.extend(http_memory);
+        let (exported, http_memory) = suite.http(&placement, HOMEPAGE_EXPORTED, true).await?;
+        comparisons.push(exported);
         memory.extend(http_memory);
         if !args.quick {
             let machine_default = Placement::new(None, false);
             let (homepage, http_memory) = suite
-                .http(&machine_default, HOMEPAGE_DEFAULT_WORKERS)
+                .http(&machine_default, HOMEPAGE_DEFAULT_WORKERS, false)
                 .await?;
             comparisons.push(homepage);
             memory.extend(http_memory);

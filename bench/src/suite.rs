@@ -56,6 +56,9 @@ pub const HOMEPAGE: &str = "Homepage";
 
 pub const HOMEPAGE_DEFAULT_WORKERS: &str = "Homepage, a worker per CPU";
 
+/// The homepage with every page traced and its spans exported over OTLP.
+pub const HOMEPAGE_EXPORTED: &str = "Homepage, every span exported";
+
 /// How the servers and the load generators share the machine.
 #[derive(Clone, Debug)]
 pub struct Placement {
@@ -130,6 +133,18 @@ impl Suite {
         placement: &Placement,
         catalog: Option<&Path>,
     ) -> anyhow::Result<(Server, SocketAddr, SocketAddr)> {
+        self.start_recommendations_with(name, placement, catalog, &[])
+            .await
+    }
+
+    /// [`Suite::start_recommendations`], with `extra` variables set.
+    async fn start_recommendations_with(
+        &self,
+        name: &str,
+        placement: &Placement,
+        catalog: Option<&Path>,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<(Server, SocketAddr, SocketAddr)> {
         let addr = process::free_port()?;
         let admin = process::free_port()?;
         let mut envs = vec![
@@ -137,6 +152,7 @@ impl Suite {
             ("RECOMMENDATIONS_ADMIN_LISTEN", admin.to_string()),
             ("RUST_LOG", "info".to_owned()),
         ];
+        envs.extend_from_slice(extra);
         if let Some(catalog) = catalog {
             envs.push(("RECOMMENDATIONS_CATALOG", catalog.display().to_string()));
         }

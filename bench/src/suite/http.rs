@@ -1,6 +1,8 @@
 //! The HTTP phase: wrk loads the homepage (marketplace and
 //! recommendations) and bare axum serving a saved copy of the same page
-//! (the ceiling); no response may fail and no page may be degraded.
+//! (the ceiling); no response may fail and no page may be degraded. With
+//! export on, both services trace every page and send the spans to a
+//! collector in the suite, and the spans exported and dropped are reported.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -9,10 +11,11 @@ use anyhow::{Context, ensure};
 use super::{Placement, Suite, cpu_per_request, memory, settle, threads, usages};
 use crate::{
     checks::{self, PageCounts},
+    collector::Collector,
     load::{self, HttpLoad},
     process::{self, Server, Usage},
     prometheus,
-    report::{Comparison, Figures, Memory},
+    report::{Comparison, Figures, Memory, rate},
 };
 
 /// wrk's shape: browsers keep connections open and reuse them.
@@ -21,28 +24,41 @@ const HTTP_THREADS: u32 = 1;
 
 impl Suite {
     /// The homepage (marketplace + recommendations) against bare axum
-    /// serving the same page.
+    /// serving the same page; with `export`, every span goes to a
+    /// collector.
     pub async fn http(
         &self,
         placement: &Placement,
         scenario: &str,
+        export: bool,
     ) -> anyhow::Result<(Comparison, Vec<Memory>)> {
+        let collector = match export {
+            true => Some(Collector::start().await?),
+            false => None,
+        };
+        // Every page sampled (the default sampler, with no caller's choice).
+        let tracing: Vec<(&'static str, String)> = collector
+            .iter()
+            .map(|c| ("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint()))
+            .collect();
         let (recommendations, grpc, grpc_admin) = self
-            .start_recommendations("recommendations-for-pages", placement, None)
+            .start_recommendations_with("recommendations-for-pages", placement, None, &tracing)
             .await?;
         let web = process::free_port()?;
         let web_admin = process::free_port()?;
+        let mut envs = vec![
+            ("MARKETPLACE_LISTEN", web.to_string()),
+            ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
+            ("RECOMMENDATIONS_HOST", grpc.ip().to_string()),
+            ("RECOMMENDATIONS_PORT", grpc.port().to_string()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        envs.extend_from_slice(&tracing);
         let mut marketplace = Server::start(
             "marketplace",
             &self.binary("marketplace")?,
             &threads(placement.workers),
-            &[
-                ("MARKETPLACE_LISTEN", web.to_string()),
-                ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
-                ("RECOMMENDATIONS_HOST", grpc.ip().to_string()),
-                ("RECOMMENDATIONS_PORT", grpc.port().to_string()),
-                ("RUST_LOG", "info".to_owned()),
-            ],
+            &envs,
             &self.work,
             placement.servers.as_deref(),
         )?;
@@ -96,9 +112,21 @@ impl Suite {
             memory(&recommendations, scenario, self.ticks)?,
             memory(&bare, scenario, self.ticks)?,
         ];
+        let exported = match &collector {
+            Some(collector) => {
+                let admins = [web_admin, grpc_admin];
+                Some(self.export_counts(collector, admins).await?)
+            }
+            None => None,
+        };
         marketplace.stop().await?;
         recommendations.stop().await?;
         bare.stop().await?;
+        let checked = "no response other than 2xx (wrk), every page counted as 200 by the marketplace, none degraded, and one OK Recommend per page counted by recommendations; CPU is both services' together";
+        let checked = match exported {
+            Some(spans) => format!("{checked}; {spans}"),
+            None => checked.to_owned(),
+        };
 
         let comparison = Comparison {
             scenario: scenario.to_owned(),
@@ -114,9 +142,43 @@ impl Suite {
             service_figures: Figures::median(&rounds.iter().map(|r| r.0).collect::<Vec<_>>()),
             ceiling_figures: Figures::median(&rounds.iter().map(|r| r.1).collect::<Vec<_>>()),
             rounds,
-            checked: "no response other than 2xx (wrk), every page counted as 200 by the marketplace, none degraded, and one OK Recommend per page counted by recommendations; CPU is both services' together".to_owned(),
+            checked,
         };
         Ok((comparison, memory))
+    }
+
+    /// What became of the spans over the whole scenario, warm-ups included,
+    /// from both services' metrics (`admins`) and the collector, which must
+    /// agree on the spans exported.
+    async fn export_counts(
+        &self,
+        collector: &Collector,
+        admins: [SocketAddr; 2],
+    ) -> anyhow::Result<String> {
+        let (mut queued, mut dropped, mut exported) = (0.0, 0.0, 0.0);
+        for admin in admins {
+            let text = self.scrape(Some(admin)).await?.unwrap_or_default();
+            let processed = "otel_sdk_processor_span_processed_total";
+            queued += prometheus::sum(&text, processed, &[r#"error_type="""#]);
+            dropped += prometheus::sum(&text, processed, &[r#"error_type="queue_full""#]);
+            exported += prometheus::sum(
+                &text,
+                "otel_sdk_exporter_span_exported_total",
+                &[r#"error_type="""#],
+            );
+        }
+        let received = collector.spans() as f64;
+        ensure!(
+            queued > 0.0 && exported <= received,
+            "span export: {queued} queued, {exported} counted exported, {received} received"
+        );
+        let share = 100.0 * dropped / (queued + dropped);
+        Ok(format!(
+            "spans, warm-ups included: every page sampled, {} queued, {} dropped as the queue was full ({share:.1} %), {} received by the collector",
+            rate(queued),
+            rate(dropped),
+            rate(received)
+        ))
     }
 
     /// The homepage as the marketplace renders it, checked to be whole.
