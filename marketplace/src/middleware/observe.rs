@@ -57,9 +57,12 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         Span::none()
     };
     trace::start(&span, parent.unwrap_or_default());
-    let request_id = trace::request_id(request.headers())
+    let mut request_id = trace::request_id(request.headers())
         .or_else(|| trace::trace_id(&span).and_then(|id| HeaderValue::from_str(&id).ok()))
         .unwrap_or_else(trace::new_request_id);
+    // One value per page: never HPACK-indexed, toward an HTTP/2 browser or
+    // recommendations (see trace::with_request_id).
+    request_id.set_sensitive(true);
     span.record("request_id", request_id.to_str().unwrap_or_default());
     let page = next.run(request).instrument(span.clone());
     let mut response = trace::with_request_id(request_id.clone(), page).await;
