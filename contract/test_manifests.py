@@ -331,3 +331,16 @@ def test_grafana_provisions_the_dashboard_and_both_data_sources(monitoring_overr
     assert {s["type"] for s in sources} == {"prometheus", "jaeger"}
     for source in sources:
         assert urlparse(source["url"]).hostname in monitoring_override["services"], source
+
+
+def test_every_alert_has_a_runbook_section():
+    """Each alert's runbook annotation names a heading of docs/monitoring.md, as GitHub anchors it."""
+    with open(ROOT / "monitoring" / "alerts.yaml") as file:
+        rules = [r for g in yaml.safe_load(file)["groups"] for r in g["rules"] if "alert" in r]
+    headings = re.findall(r"^#+ (.+)$", (ROOT / "docs" / "monitoring.md").read_text(), re.MULTILINE)
+    anchors = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+    for rule in rules:
+        page, _, anchor = rule["annotations"]["runbook"].partition("#")
+        assert page == "docs/monitoring.md", rule["alert"]
+        assert anchor == rule["alert"].lower(), f"{rule['alert']} links #{anchor}"
+        assert anchor in anchors, f"{rule['alert']}: docs/monitoring.md has no section #{anchor}"
