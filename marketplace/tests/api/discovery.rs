@@ -68,12 +68,7 @@ async fn a_name_with_thousands_of_dead_addresses_still_serves_from_the_live_one(
     );
     // Never more than the cap of replicas at once: the per-replica series
     // of those swapped out are removed.
-    let metrics = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::admin_get(&admin, "/metrics").await;
     let mut endpoints: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("marketplace_replica_calls_total"))

@@ -86,7 +86,7 @@ pub async fn get(router: &Router, path: &str) -> (Response<()>, String) {
 }
 
 /// GET on an admin listener.
-pub async fn admin_get(admin: SocketAddr, path: &str) -> String {
+pub async fn admin_get(admin: impl std::fmt::Display, path: &str) -> String {
     reqwest::get(format!("http://{admin}{path}"))
         .await
         .expect("the admin listener answers")
@@ -122,17 +122,18 @@ pub async fn silent_upstream() -> SocketAddr {
 /// How many Recommend calls the replica with admin listener `admin`
 /// answered OK, from its own metrics.
 pub async fn recommend_calls_at(admin: &str) -> u64 {
-    let metrics = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("the admin listener answers")
-        .text()
-        .await
-        .expect("a text body");
-    let prefix = "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",\
+    let metrics = admin_get(admin, "/metrics").await;
+    let series = "rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",\
                   rpc_method=\"bookstore.recommendations.v1.RecommendationsService/Recommend\",\
-                  rpc_response_status_code=\"OK\"} ";
+                  rpc_response_status_code=\"OK\"}";
+    metric_value(&metrics, series).map_or(0, |count| count as u64)
+}
+
+/// The value of `series` (its name and labels, as /metrics writes them)
+/// in the Prometheus text `metrics`.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix(prefix))
-        .map_or(0, |count| count.parse().expect("a count"))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
 }

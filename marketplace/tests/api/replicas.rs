@@ -53,19 +53,12 @@ async fn served(replica: &Replica) -> u64 {
 /// The marketplace's `marketplace_replicas` gauge: (in rotation, out of
 /// rotation, spare).
 async fn replica_states(admin: &str) -> (u64, u64, u64) {
-    let metrics = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::admin_get(&admin, "/metrics").await;
     let state = |name: &str| {
-        let series = format!("marketplace_replicas{{state=\"{name}\"}} ");
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(&series))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("no {series}in\n{metrics}"))
+        let series = format!("marketplace_replicas{{state=\"{name}\"}}");
+        crate::helpers::metric_value(&metrics, &series)
+            .map(|value| value as u64)
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
     (
         state("in_rotation"),
@@ -266,12 +259,7 @@ async fn calls_spread_over_replicas_that_die_restart_and_join_without_a_lost_pag
             .filter(|line| line.contains(&format!("server_address=\"{}\"", addr.ip())))
             .count()
     };
-    let metrics = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::helpers::admin_get(&admin, "/metrics").await;
     assert_eq!(series(&metrics, addrs[2]), 0, "{metrics}");
     assert!(series(&metrics, addrs[3]) > 0, "{metrics}");
     // The restarted replica is back once its ejection is over.

@@ -199,17 +199,8 @@ async fn traced_page(url: &str, id: &str) -> reqwest::Response {
 /// process's `/metrics`.
 async fn metric(process: &Process, series: &str) -> f64 {
     let admin = process.listener("admin");
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("text");
-    let prefix = format!("{series} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    let text = crate::helpers::admin_get(&admin, "/metrics").await;
+    crate::helpers::metric_value(&text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
 const EXPORTED: &str = r#"otel_sdk_exporter_span_exported_total{error_type=""}"#;
