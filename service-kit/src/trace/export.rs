@@ -49,27 +49,38 @@ struct Outcome {
 const OK: Outcome = Outcome { error_type: "" };
 
 /// The process's export metrics: one set, however many registries show it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ExportMetrics {
     processed: Family<Outcome, Counter>,
     exported: Family<Outcome, Counter>,
     queue_size: Gauge,
     queue_capacity: Gauge,
+    /// The series every span counts in, taken from the families once (and
+    /// so there from the start, at 0) rather than looked up per span.
+    queued: Counter,
+    dropped: Counter,
+    exported_ok: Counter,
 }
 
 static METRICS: LazyLock<ExportMetrics> = LazyLock::new(|| {
-    let metrics = ExportMetrics::default();
-    // The outcomes that matter are there from the start, at 0.
-    for outcome in [
-        OK,
-        Outcome {
+    let processed = Family::<Outcome, Counter>::default();
+    let exported = Family::<Outcome, Counter>::default();
+    let queued = processed.get_or_create(&OK).clone();
+    let dropped = processed
+        .get_or_create(&Outcome {
             error_type: QUEUE_FULL,
-        },
-    ] {
-        drop(metrics.processed.get_or_create(&outcome));
+        })
+        .clone();
+    let exported_ok = exported.get_or_create(&OK).clone();
+    ExportMetrics {
+        processed,
+        exported,
+        queue_size: Gauge::default(),
+        queue_capacity: Gauge::default(),
+        queued,
+        dropped,
+        exported_ok,
     }
-    drop(metrics.exported.get_or_create(&OK));
-    metrics
 });
 
 /// Registers the export metrics in `registry` (they stay at 0 while spans
@@ -186,15 +197,10 @@ impl<P: SpanProcessor> SpanProcessor for BoundedQueue<P> {
 
     fn on_end(&self, span: SpanData) {
         if self.queue.admit() {
-            METRICS.processed.get_or_create(&OK).inc();
+            METRICS.queued.inc();
             self.inner.on_end(span);
         } else {
-            METRICS
-                .processed
-                .get_or_create(&Outcome {
-                    error_type: QUEUE_FULL,
-                })
-                .inc();
+            METRICS.dropped.inc();
         }
     }
 
@@ -224,17 +230,19 @@ impl<E: SpanExporter> SpanExporter for CountedExporter<E> {
         let count = batch.len();
         self.queue.release(count);
         let result = self.inner.export(batch).await;
-        let outcome = match &result {
-            Ok(()) => OK,
-            Err(OTelSdkError::Timeout(_)) => Outcome {
-                error_type: TIMEOUT,
-            },
-            Err(_) => Outcome { error_type: OTHER },
+        let count = u64::try_from(count).unwrap_or(u64::MAX);
+        let error_type = match &result {
+            Ok(()) => {
+                METRICS.exported_ok.inc_by(count);
+                return result;
+            }
+            Err(OTelSdkError::Timeout(_)) => TIMEOUT,
+            Err(_) => OTHER,
         };
         METRICS
             .exported
-            .get_or_create(&outcome)
-            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+            .get_or_create(&Outcome { error_type })
+            .inc_by(count);
         result
     }
 
