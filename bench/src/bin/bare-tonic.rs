@@ -29,6 +29,11 @@ struct Args {
     catalog: Option<PathBuf>,
 }
 
+/// The same allocator as the services (see their `main.rs`), so that the
+/// ratio to this ceiling measures their layers, not the allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     service_kit::runtime::build(args.worker_threads)?.block_on(serve(args))
