@@ -78,6 +78,8 @@ enum Phase {
     Http,
     /// The Criterion benchmarks.
     Criterion,
+    /// Instructions per page, with callgrind.
+    Instructions,
 }
 
 #[tokio::main]
@@ -144,6 +146,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             memory.extend(http_memory);
         }
     }
+    let instructions = if runs(Phase::Instructions) {
+        suite.instructions().await?
+    } else {
+        Vec::new()
+    };
     let catalog = if runs(Phase::Criterion) {
         eprintln!("bench: the 1,000,000-book catalog at start-up");
         Some(
@@ -169,12 +176,19 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         )?)
     };
 
-    let targets = targets(&comparisons, &memory, criterion.as_ref(), catalog.as_ref());
+    let targets = targets(
+        &comparisons,
+        &memory,
+        &instructions,
+        criterion.as_ref(),
+        catalog.as_ref(),
+    );
     let results = Results {
         quick: args.quick,
         machine,
         comparisons,
         memory,
+        instructions,
         criterion,
         catalog,
         targets,

@@ -70,6 +70,11 @@ impl Server {
         &self.name
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Waits until `addr` accepts TCP connections, failing if the process
     /// exits first or `timeout` passes.
     pub async fn wait_for_port(

@@ -101,6 +101,19 @@ pub struct Memory {
     pub peak_rss: u64,
 }
 
+/// Instructions one process executed per request, counted by callgrind.
+#[derive(Clone, Debug, Serialize)]
+pub struct Instructions {
+    /// The process.
+    pub process: String,
+    /// What a request is to it ("page", "call of a page").
+    pub per: String,
+    /// Requests counted.
+    pub requests: u64,
+    /// Instructions per request.
+    pub per_request: f64,
+}
+
 /// A performance target and whether this run met it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
@@ -138,12 +151,19 @@ pub struct Results {
     pub comparisons: Vec<Comparison>,
     /// Peak memory.
     pub memory: Vec<Memory>,
+    /// Instructions per page, unless skipped.
+    pub instructions: Vec<Instructions>,
     /// Criterion, unless skipped.
     pub criterion: Option<criterion::Figures>,
     /// The large catalog at start-up (with Criterion).
     pub catalog: Option<crate::catalog_load::CatalogLoad>,
     /// The targets.
     pub targets: Vec<Target>,
+}
+
+/// Instructions per page, every process counted.
+pub fn per_page(instructions: &[Instructions]) -> f64 {
+    instructions.iter().map(|i| i.per_request).sum()
 }
 
 /// A request rate, e.g. `95,405`.
@@ -248,6 +268,28 @@ pub fn markdown(results: &Results, chart: &str) -> String {
         );
     }
     md.push('\n');
+
+    if !results.instructions.is_empty() {
+        md.push_str(
+            "| Instructions (callgrind) | Per | Requests counted | Instructions |\n\
+             | --- | --- | ---: | ---: |\n",
+        );
+        for i in &results.instructions {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                i.process,
+                i.per,
+                rate(i.requests as f64),
+                rate(i.per_request)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| both services | page | | {} |\n",
+            rate(per_page(&results.instructions))
+        );
+    }
 
     if let Some(criterion) = &results.criterion {
         md.push_str(

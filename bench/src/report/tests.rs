@@ -36,6 +36,20 @@ fn results() -> Results {
             phase: "gRPC".into(),
             peak_rss: 9_196_000,
         }],
+        instructions: vec![
+            Instructions {
+                process: "marketplace".into(),
+                per: "page".into(),
+                requests: 40_000,
+                per_request: 90_490.4,
+            },
+            Instructions {
+                process: "recommendations".into(),
+                per: "call of a page".into(),
+                requests: 40_100,
+                per_request: 56_882.0,
+            },
+        ],
         criterion: None,
         catalog: None,
         targets: vec![Target {
@@ -79,6 +93,11 @@ fn the_section_has_ratios_memory_and_targets() {
         "{md}"
     );
     assert!(md.contains("| recommendations | gRPC | 9.2 MB |"), "{md}");
+    assert!(
+        md.contains("| recommendations | call of a page | 40,100 | 56,882 |"),
+        "{md}"
+    );
+    assert!(md.contains("| both services | page | | 147,372 |"), "{md}");
     assert!(
         md.contains("| Recommend ≥ 0.90× bare tonic req/s | 0.90× | yes |"),
         "{md}"
