@@ -305,7 +305,10 @@ impl RecommendationsClient {
     {
         self.pool
             .call(&self.retries, retry, |member, this| {
-                let call = attempt(member.client.clone(), this);
+                // Boxed: tonic's call future is kilobytes, and unboxed it
+                // would be copied with every future that wraps it up to
+                // the page's (callgrind: 633 instructions a page saved).
+                let call = Box::pin(attempt(member.client.clone(), this));
                 let (address, port) = (member.address.clone(), member.addr.port());
                 async move {
                     let result = call.await.map_err(|status| self.deadline_as_such(status));
