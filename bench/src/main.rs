@@ -80,6 +80,8 @@ enum Phase {
     Criterion,
     /// Instructions per page, with callgrind.
     Instructions,
+    /// The homepage beside the tutorial's Python services.
+    Python,
 }
 
 #[tokio::main]
@@ -146,6 +148,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             memory.extend(http_memory);
         }
     }
+    let python = if runs(Phase::Python) {
+        Some(suite.python().await?)
+    } else {
+        None
+    };
     let instructions = if runs(Phase::Instructions) {
         suite.instructions().await?
     } else {
@@ -180,6 +187,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         &comparisons,
         &memory,
         &instructions,
+        python.as_ref(),
         criterion.as_ref(),
         catalog.as_ref(),
     );
@@ -189,6 +197,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         comparisons,
         memory,
         instructions,
+        python,
         criterion,
         catalog,
         targets,

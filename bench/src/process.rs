@@ -19,6 +19,9 @@ pub struct Server {
     child: Child,
     pid: u32,
     log: PathBuf,
+    /// Whether its cost includes its child processes' (see
+    /// [`Server::with_children`]).
+    children: bool,
 }
 
 /// CPU time and peak memory of a process so far.
@@ -62,7 +65,15 @@ impl Server {
             child,
             pid,
             log,
+            children: false,
         })
+    }
+
+    /// Counts the processes it starts (gunicorn's workers) in its cost:
+    /// their CPU time, and the sum of every one's peak memory.
+    pub fn with_children(mut self) -> Self {
+        self.children = true;
+        self
     }
 
     /// The name it was started under.
@@ -105,17 +116,23 @@ impl Server {
         }
     }
 
-    /// Its CPU time and peak memory so far.
+    /// Its CPU time and peak memory so far (with its children's, if
+    /// [`Server::with_children`]).
     pub fn usage(&self, clock_ticks: u64) -> anyhow::Result<Usage> {
-        let stat = read(&format!("/proc/{}/stat", self.pid))?;
-        let status = read(&format!("/proc/{}/status", self.pid))?;
-        let ticks =
-            cpu_ticks(&stat).with_context(|| format!("unreadable /proc/{}/stat", self.pid))?;
-        let peak_rss =
-            peak_rss(&status).with_context(|| format!("no VmHWM in /proc/{}/status", self.pid))?;
+        let mut pids = vec![self.pid];
+        if self.children {
+            pids.extend(descendants(self.pid)?);
+        }
+        let (mut ticks, mut peak) = (0, 0);
+        for pid in pids {
+            let stat = read(&format!("/proc/{pid}/stat"))?;
+            let status = read(&format!("/proc/{pid}/status"))?;
+            ticks += cpu_ticks(&stat).with_context(|| format!("unreadable /proc/{pid}/stat"))?;
+            peak += peak_rss(&status).with_context(|| format!("no VmHWM in /proc/{pid}/status"))?;
+        }
         Ok(Usage {
             cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks as f64),
-            peak_rss,
+            peak_rss: peak,
         })
     }
 
@@ -154,6 +171,48 @@ impl Server {
 
 fn read(path: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
+}
+
+/// Every process descended from `pid`, found by their parents in `/proc`
+/// (this kernel has no `/proc/<pid>/task/<tid>/children`).
+fn descendants(pid: u32) -> anyhow::Result<Vec<u32>> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("cannot list /proc")? {
+        let Some(child) = entry
+            .ok()
+            .and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        else {
+            continue;
+        };
+        // A process may end between the listing and the read.
+        if let Some(parent) = std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .ok()
+            .as_deref()
+            .and_then(parent_pid)
+        {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = vec![pid];
+    let mut next = 0;
+    while next < found.len() {
+        let parent = found[next];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        next += 1;
+    }
+    found.remove(0);
+    Ok(found)
+}
+
+/// The parent's pid (field 4) from the text of `/proc/<pid>/stat`.
+fn parent_pid(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// utime + stime, in clock ticks, from the text of `/proc/<pid>/stat`.
@@ -217,6 +276,55 @@ mod tests {
 
         assert_eq!(cpu_ticks(stat), Some(325));
         assert_eq!(cpu_ticks("4242 (short) S 1"), None);
+    }
+
+    #[test]
+    fn the_parent_is_read_after_the_command_name() {
+        let stat = "4242 (tokio (rt) x) S 17 4242 4242 0 -1 4194560";
+
+        assert_eq!(parent_pid(stat), Some(17));
+        assert_eq!(parent_pid("4242 (short)"), None);
+    }
+
+    #[tokio::test]
+    async fn a_server_with_children_finds_them_all() {
+        let logs = std::env::temp_dir();
+        // A shell with two children, one of which has a child of its own;
+        // dropping the server kills the shell, and the sleeps end by
+        // themselves soon after.
+        let server = Server::start(
+            "family",
+            Path::new("sh"),
+            &[
+                "-c".to_owned(),
+                "sleep 5 & sh -c 'sleep 5 & wait' & wait".to_owned(),
+            ],
+            &[],
+            &logs,
+            None,
+        )
+        .expect("sh")
+        .with_children();
+        let mut sleeps = 0;
+        for _ in 0..100 {
+            let comms: Vec<String> = descendants(server.pid())
+                .expect("descendants")
+                .into_iter()
+                .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+                .collect();
+            sleeps = comms.iter().filter(|c| c.trim() == "sleep").count();
+            if sleeps == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        assert_eq!(sleeps, 2, "both sleeps, the grandchild too");
+        let usage = server
+            .usage(clock_ticks().expect("getconf"))
+            .expect("usage");
+        // Four processes' peaks, each at least a page.
+        assert!(usage.peak_rss >= 4 * 4096, "{usage:?}");
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct Results {
     pub memory: Vec<Memory>,
     /// Instructions per page, unless skipped.
     pub instructions: Vec<Instructions>,
+    /// The homepage beside the tutorial's Python services (ours are the
+    /// `service` side, Python the `ceiling` side), unless skipped.
+    pub python: Option<Comparison>,
     /// Criterion, unless skipped.
     pub criterion: Option<criterion::Figures>,
     /// The large catalog at start-up (with Criterion).
@@ -268,6 +271,35 @@ pub fn markdown(results: &Results, chart: &str) -> String {
         );
     }
     md.push('\n');
+
+    if let Some(python) = &results.python {
+        let _ = writeln!(
+            md,
+            "| {} | req/s | p50 | p99 | CPU / page |\n| --- | ---: | ---: | ---: | ---: |",
+            python.scenario
+        );
+        for (server, f) in [
+            (&python.service, &python.service_figures),
+            (&python.ceiling, &python.ceiling_figures),
+        ] {
+            let _ = writeln!(
+                md,
+                "| {server} | {} | {} | {} | {:.1} µs |",
+                rate(f.rate),
+                micros(f.p50_us),
+                micros(f.p99_us),
+                f.cpu_us
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nOurs serve {:.1}× the pages per second, at {:.1}× less CPU per page (medians of each round's ratio). {}; {}.\n",
+            python.rate_ratio(),
+            1.0 / python.cpu_ratio(),
+            python.load,
+            python.checked
+        );
+    }
 
     if !results.instructions.is_empty() {
         md.push_str(

@@ -1,13 +1,14 @@
 //! The suite: how a run is planned (rounds, load sizes), where the servers
 //! and load generators run (placement), and the parts every phase shares:
 //! starting the services, reading their CPU, memory and metrics. The phases
-//! are [`grpc`], [`http`] and [`instructions`]; [`targets`] judges the figures and [`output`]
+//! are [`grpc`], [`http`], [`python`] and [`instructions`]; [`targets`] judges the figures and [`output`]
 //! writes them.
 
 mod grpc;
 mod http;
 mod instructions;
 pub mod output;
+mod python;
 pub mod targets;
 mod workload;
 

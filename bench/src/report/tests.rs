@@ -50,6 +50,16 @@ fn results() -> Results {
                 per_request: 56_882.0,
             },
         ],
+        python: Some(Comparison {
+            scenario: "Homepage beside the tutorial's Python services".into(),
+            load: "wrk, 16 keep-alive connections".into(),
+            service: "ours".into(),
+            ceiling: "Flask".into(),
+            service_figures: figures(30_000.0, 50.0),
+            ceiling_figures: figures(1_000.0, 1_500.0),
+            rounds: vec![(figures(30_000.0, 50.0), figures(1_000.0, 1_500.0))],
+            checked: "no errors".into(),
+        }),
         criterion: None,
         catalog: None,
         targets: vec![Target {
@@ -98,6 +108,14 @@ fn the_section_has_ratios_memory_and_targets() {
         "{md}"
     );
     assert!(md.contains("| both services | page | | 147,372 |"), "{md}");
+    assert!(
+        md.contains("| Flask | 1,000 | 500 µs | 1.50 ms | 1500.0 µs |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Ours serve 30.0× the pages per second, at 30.0× less CPU per page"),
+        "{md}"
+    );
     assert!(
         md.contains("| Recommend ≥ 0.90× bare tonic req/s | 0.90× | yes |"),
         "{md}"

@@ -44,27 +44,8 @@ impl Suite {
         let (recommendations, grpc, grpc_admin) = self
             .start_recommendations_with("recommendations-for-pages", placement, None, &tracing)
             .await?;
-        let web = process::free_port()?;
-        let web_admin = process::free_port()?;
-        let mut envs = vec![
-            ("MARKETPLACE_LISTEN", web.to_string()),
-            ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
-            ("RECOMMENDATIONS_HOST", grpc.ip().to_string()),
-            ("RECOMMENDATIONS_PORT", grpc.port().to_string()),
-            ("RUST_LOG", "info".to_owned()),
-        ];
-        envs.extend_from_slice(&tracing);
-        let mut marketplace = Server::start(
-            "marketplace",
-            &self.binary("marketplace")?,
-            &threads(placement.workers),
-            &envs,
-            &self.work,
-            placement.servers.as_deref(),
-        )?;
-        marketplace
-            .wait_for_port(web, Duration::from_secs(10))
-            .await?;
+        let (marketplace, web, web_admin) =
+            self.start_marketplace(placement, grpc, &tracing).await?;
 
         // The ceiling serves the very page the marketplace renders.
         let page = self.homepage(web).await?;
@@ -94,9 +75,10 @@ impl Suite {
         for round in 0..self.plan.rounds {
             eprintln!("bench: round {}, homepage", round + 1);
             let (bare_servers, servers) = ([&bare], [&marketplace, &recommendations]);
-            let ceiling = || self.http_run(&bare_servers, bare_addr, None, placement);
-            let measured =
-                || self.http_run(&servers, web, Some((web_admin, grpc_admin)), placement);
+            let ceiling =
+                || self.http_run(&bare_servers, bare_addr, None, placement, HTTP_CONNECTIONS);
+            let admins = Some((web_admin, grpc_admin));
+            let measured = || self.http_run(&servers, web, admins, placement, HTTP_CONNECTIONS);
             // Alternating who goes first, as for gRPC.
             let pair = if round % 2 == 0 {
                 let ceiling = ceiling().await?;
@@ -147,6 +129,39 @@ impl Suite {
         Ok((comparison, memory))
     }
 
+    /// The marketplace calling recommendations at `grpc`, with `extra`
+    /// variables set, once it listens: the process, its web and its admin
+    /// address.
+    pub(super) async fn start_marketplace(
+        &self,
+        placement: &Placement,
+        grpc: SocketAddr,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<(Server, SocketAddr, SocketAddr)> {
+        let web = process::free_port()?;
+        let web_admin = process::free_port()?;
+        let mut envs = vec![
+            ("MARKETPLACE_LISTEN", web.to_string()),
+            ("MARKETPLACE_ADMIN_LISTEN", web_admin.to_string()),
+            ("RECOMMENDATIONS_HOST", grpc.ip().to_string()),
+            ("RECOMMENDATIONS_PORT", grpc.port().to_string()),
+            ("RUST_LOG", "info".to_owned()),
+        ];
+        envs.extend_from_slice(extra);
+        let mut marketplace = Server::start(
+            "marketplace",
+            &self.binary("marketplace")?,
+            &threads(placement.workers),
+            &envs,
+            &self.work,
+            placement.servers.as_deref(),
+        )?;
+        marketplace
+            .wait_for_port(web, Duration::from_secs(10))
+            .await?;
+        Ok((marketplace, web, web_admin))
+    }
+
     /// What became of the spans over the whole scenario, warm-ups included,
     /// from both services' metrics (`admins`) and the collector, which must
     /// agree on the spans exported.
@@ -182,7 +197,7 @@ impl Suite {
     }
 
     /// The homepage as the marketplace renders it, checked to be whole.
-    async fn homepage(&self, web: SocketAddr) -> anyhow::Result<String> {
+    pub(super) async fn homepage(&self, web: SocketAddr) -> anyhow::Result<String> {
         let response = self
             .http
             .get(format!("http://{web}/"))
@@ -200,20 +215,21 @@ impl Suite {
         Ok(page)
     }
 
-    /// A warm-up, then one measured run of fixed time. `admins` (marketplace
-    /// and recommendations) check every page.
-    async fn http_run(
+    /// A warm-up, then one measured run of fixed time on `connections`.
+    /// `admins` (marketplace and recommendations) check every page.
+    pub(super) async fn http_run(
         &self,
         servers: &[&Server],
         addr: SocketAddr,
         admins: Option<(SocketAddr, SocketAddr)>,
         placement: &Placement,
+        connections: u32,
     ) -> anyhow::Result<Figures> {
         let mut http_load = HttpLoad {
             cpus: placement.load.clone(),
             url: format!("http://{addr}/"),
             duration: self.plan.warmup_time,
-            connections: HTTP_CONNECTIONS,
+            connections,
             threads: HTTP_THREADS,
         };
         load::wrk(&http_load).await?;
@@ -261,7 +277,7 @@ impl Suite {
             }),
             _ => None,
         };
-        let served = checks::pages(&name, &outcome, HTTP_CONNECTIONS, counted)?;
+        let served = checks::pages(&name, &outcome, connections, counted)?;
         let spans: Vec<(Usage, Usage)> = before.into_iter().zip(after).collect();
         for (server, span) in servers.iter().zip(&spans) {
             eprintln!(

@@ -23,11 +23,15 @@ const MAX_CATALOG_RATIO: f64 = 2.5;
 const PAGE_INSTRUCTIONS_BEFORE_TRACING: f64 = 152_520.0;
 const CALL_INSTRUCTIONS_BEFORE_TRACING: f64 = 58_056.0;
 const MAX_TRACING_COST: f64 = 1.02;
+/// How much more our homepage must do than the tutorial's Python services:
+/// pages per second, and less CPU per page (issue 17).
+const MIN_TIMES_PYTHON: f64 = 30.0;
 
 pub fn targets(
     comparisons: &[Comparison],
     memory: &[Memory],
     instructions: &[Instructions],
+    python: Option<&Comparison>,
     criterion: Option<&criterion::Figures>,
     catalog: Option<&CatalogLoad>,
 ) -> Vec<Target> {
@@ -103,6 +107,23 @@ pub fn targets(
             });
         }
     }
+    if let Some(python) = python {
+        let (pages, cpu) = (python.rate_ratio(), 1.0 / python.cpu_ratio());
+        targets.push(Target {
+            promise: format!(
+                "Homepage, defaults: ≥ {MIN_TIMES_PYTHON:.0}× the tutorial's Python services' pages per second"
+            ),
+            measured: format!("{pages:.1}×"),
+            met: pages >= MIN_TIMES_PYTHON,
+        });
+        targets.push(Target {
+            promise: format!(
+                "Homepage, defaults: ≥ {MIN_TIMES_PYTHON:.0}× less CPU per page than the tutorial's Python services"
+            ),
+            measured: format!("{cpu:.1}×"),
+            met: cpu >= MIN_TIMES_PYTHON,
+        });
+    }
     if let Some(criterion) = criterion {
         let call = |books: u64| {
             criterion
@@ -153,7 +174,7 @@ mod tests {
                 counted("marketplace", marketplace),
                 counted("recommendations", recommendations),
             ];
-            targets(&[], &[], &counts, None, None)
+            targets(&[], &[], &counts, None, None, None)
                 .into_iter()
                 .filter(|t| t.promise.contains("instructions"))
                 .map(|t| (t.measured, t.met))
