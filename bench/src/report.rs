@@ -225,52 +225,57 @@ pub fn markdown(results: &Results, chart: &str) -> String {
         "Measured on {} ({} cores), {}, on {}; {}.\n",
         machine.cpu, machine.cores, machine.kernel, machine.date, machine.tools
     );
-    let _ = writeln!(
-        md,
-        "![Throughput and CPU per request, service and ceiling]({chart})\n"
-    );
-
-    md.push_str(
-        "| Scenario | Server | req/s | p50 | p99 | CPU / request | vs ceiling: req/s, CPU |\n",
-    );
-    md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for c in &results.comparisons {
-        let row = |server: &str, f: &Figures| {
-            format!(
-                "| {} | {server} | {} | {} | {} | {:.1} µs |",
-                c.scenario,
-                rate(f.rate),
-                micros(f.p50_us),
-                micros(f.p99_us),
-                f.cpu_us
-            )
-        };
+    // A run of one part (--only) shows only that part's tables.
+    if !results.comparisons.is_empty() {
         let _ = writeln!(
             md,
-            "{} {:.2}×, {:.2}× |",
-            row(&c.service, &c.service_figures),
-            c.rate_ratio(),
-            c.cpu_ratio()
+            "![Throughput and CPU per request, service and ceiling]({chart})\n"
         );
-        let _ = writeln!(md, "{} 1 (ceiling) |", row(&c.ceiling, &c.ceiling_figures));
-    }
-    md.push('\n');
-    for c in &results.comparisons {
-        let _ = writeln!(md, "- {}: {}; {}.", c.scenario, c.load, c.checked);
-    }
-    md.push('\n');
 
-    md.push_str("| Process | Under load of | Peak RSS |\n| --- | --- | ---: |\n");
-    for m in &results.memory {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} |",
-            m.process,
-            m.phase,
-            megabytes(m.peak_rss)
+        md.push_str(
+            "| Scenario | Server | req/s | p50 | p99 | CPU / request | vs ceiling: req/s, CPU |\n",
         );
+        md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+        for c in &results.comparisons {
+            let row = |server: &str, f: &Figures| {
+                format!(
+                    "| {} | {server} | {} | {} | {} | {:.1} µs |",
+                    c.scenario,
+                    rate(f.rate),
+                    micros(f.p50_us),
+                    micros(f.p99_us),
+                    f.cpu_us
+                )
+            };
+            let _ = writeln!(
+                md,
+                "{} {:.2}×, {:.2}× |",
+                row(&c.service, &c.service_figures),
+                c.rate_ratio(),
+                c.cpu_ratio()
+            );
+            let _ = writeln!(md, "{} 1 (ceiling) |", row(&c.ceiling, &c.ceiling_figures));
+        }
+        md.push('\n');
+        for c in &results.comparisons {
+            let _ = writeln!(md, "- {}: {}; {}.", c.scenario, c.load, c.checked);
+        }
+        md.push('\n');
     }
-    md.push('\n');
+
+    if !results.memory.is_empty() {
+        md.push_str("| Process | Under load of | Peak RSS |\n| --- | --- | ---: |\n");
+        for m in &results.memory {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                m.process,
+                m.phase,
+                megabytes(m.peak_rss)
+            );
+        }
+        md.push('\n');
+    }
 
     if let Some(python) = &results.python {
         let _ = writeln!(

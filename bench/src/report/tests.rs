@@ -124,6 +124,22 @@ fn the_section_has_ratios_memory_and_targets() {
 }
 
 #[test]
+fn a_run_of_one_part_shows_only_its_tables() {
+    let mut results = results();
+    results.comparisons.clear();
+    results.memory.clear();
+    results.python = None;
+    let md = markdown(&results, "chart.svg");
+
+    assert!(
+        !md.contains("| Scenario |") && !md.contains("chart.svg"),
+        "{md}"
+    );
+    assert!(!md.contains("| Process |"), "{md}");
+    assert!(md.contains("| Instructions (callgrind) |"), "{md}");
+}
+
+#[test]
 fn the_chart_is_svg_with_a_bar_per_server_and_panel() {
     let svg = chart(&results());
 
