@@ -13,6 +13,7 @@ pub mod targets;
 mod workload;
 
 use std::{
+    future::Future,
     net::SocketAddr,
     num::NonZeroUsize,
     path::{Path, PathBuf},
@@ -190,6 +191,23 @@ fn threads(workers: Option<NonZeroUsize>) -> Vec<String> {
         .map(|n| format!("--worker-threads={n}"))
         .into_iter()
         .collect()
+}
+
+/// Runs `measured` and `ceiling` one after the other, the ceiling first in
+/// even rounds, so that a machine speeding up or slowing down favours
+/// neither side: (measured, ceiling).
+async fn alternating<T>(
+    round: usize,
+    measured: impl Future<Output = anyhow::Result<T>>,
+    ceiling: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, T)> {
+    if round.is_multiple_of(2) {
+        let ceiling = ceiling.await?;
+        Ok((measured.await?, ceiling))
+    } else {
+        let measured = measured.await?;
+        Ok((measured, ceiling.await?))
+    }
 }
 
 /// Lets requests that were in flight when a load generator quit finish, so

@@ -10,7 +10,7 @@ use prost::Message as _;
 use protobufs::v1;
 
 use super::{
-    Suite, cpu_per_request, memory, threads,
+    Suite, alternating, cpu_per_request, memory, threads,
     workload::{Contract, contracts, frame, write_catalog},
 };
 use crate::{
@@ -84,15 +84,9 @@ impl Suite {
         for round in 0..self.plan.rounds {
             for (contract, results) in contracts.iter().zip(&mut rounds) {
                 eprintln!("bench: round {}, Recommend ({})", round + 1, contract.name);
-                // Who goes first alternates, so that a machine speeding up
-                // or slowing down favours neither side.
-                let (measured, ceiling) = if round % 2 == 0 {
-                    let ceiling = self.grpc_run(&bare_target, contract).await?;
-                    (self.grpc_run(&service_target, contract).await?, ceiling)
-                } else {
-                    let measured = self.grpc_run(&service_target, contract).await?;
-                    (measured, self.grpc_run(&bare_target, contract).await?)
-                };
+                let measured = self.grpc_run(&service_target, contract);
+                let ceiling = self.grpc_run(&bare_target, contract);
+                let (measured, ceiling) = alternating(round, measured, ceiling).await?;
                 results.push((measured, ceiling));
             }
         }

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, ensure};
 
-use super::{Placement, Suite, cpu_per_request, memory, settle, threads, usages};
+use super::{Placement, Suite, alternating, cpu_per_request, memory, settle, threads, usages};
 use crate::{
     checks::{self, PageCounts},
     collector::Collector,
@@ -76,17 +76,10 @@ impl Suite {
             eprintln!("bench: round {}, homepage", round + 1);
             let (bare_servers, servers) = ([&bare], [&marketplace, &recommendations]);
             let ceiling =
-                || self.http_run(&bare_servers, bare_addr, None, placement, HTTP_CONNECTIONS);
+                self.http_run(&bare_servers, bare_addr, None, placement, HTTP_CONNECTIONS);
             let admins = Some((web_admin, grpc_admin));
-            let measured = || self.http_run(&servers, web, admins, placement, HTTP_CONNECTIONS);
-            // Alternating who goes first, as for gRPC.
-            let pair = if round % 2 == 0 {
-                let ceiling = ceiling().await?;
-                (measured().await?, ceiling)
-            } else {
-                let measured = measured().await?;
-                (measured, ceiling().await?)
-            };
+            let measured = self.http_run(&servers, web, admins, placement, HTTP_CONNECTIONS);
+            let pair = alternating(round, measured, ceiling).await?;
             rounds.push(pair);
         }
         let memory = vec![

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, ensure};
 use tokio::process::Command;
 
-use super::{Placement, Suite};
+use super::{Placement, Suite, alternating};
 use crate::{
     process::{self, Server},
     report::{Comparison, Figures},
@@ -97,18 +97,10 @@ impl Suite {
                 [&py_marketplace, &py_recommendations],
                 [&marketplace, &recommendations],
             );
-            let ours = || {
-                let admins = Some((web_admin, grpc_admin));
-                self.http_run(&servers, web, admins, &defaults, CONNECTIONS)
-            };
-            let theirs = || self.http_run(&py_servers, py_web, None, &defaults, CONNECTIONS);
-            let pair = if round % 2 == 0 {
-                let theirs = theirs().await?;
-                (ours().await?, theirs)
-            } else {
-                let ours = ours().await?;
-                (ours, theirs().await?)
-            };
+            let admins = Some((web_admin, grpc_admin));
+            let ours = self.http_run(&servers, web, admins, &defaults, CONNECTIONS);
+            let theirs = self.http_run(&py_servers, py_web, None, &defaults, CONNECTIONS);
+            let pair = alternating(round, ours, theirs).await?;
             rounds.push(pair);
         }
         marketplace.stop().await?;
