@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod attack;
+pub mod callgrind;
 pub mod catalog_load;
 pub mod checks;
 pub mod collector;

@@ -29,6 +29,8 @@ pub struct Server {
 pub struct Usage {
     /// User plus system CPU time of all its threads.
     pub cpu: Duration,
+    /// The part of `cpu` spent in the kernel (system time).
+    pub system: Duration,
     /// Peak resident set size, in bytes.
     pub peak_rss: u64,
 }
@@ -123,15 +125,19 @@ impl Server {
         if self.children {
             pids.extend(descendants(self.pid)?);
         }
-        let (mut ticks, mut peak) = (0, 0);
+        let (mut ticks, mut system, mut peak) = (0, 0, 0);
         for pid in pids {
             let stat = read(&format!("/proc/{pid}/stat"))?;
             let status = read(&format!("/proc/{pid}/status"))?;
-            ticks += cpu_ticks(&stat).with_context(|| format!("unreadable /proc/{pid}/stat"))?;
+            let (user, kernel) =
+                cpu_ticks(&stat).with_context(|| format!("unreadable /proc/{pid}/stat"))?;
+            ticks += user + kernel;
+            system += kernel;
             peak += peak_rss(&status).with_context(|| format!("no VmHWM in /proc/{pid}/status"))?;
         }
         Ok(Usage {
             cpu: Duration::from_secs_f64(ticks as f64 / clock_ticks as f64),
+            system: Duration::from_secs_f64(system as f64 / clock_ticks as f64),
             peak_rss: peak,
         })
     }
@@ -215,15 +221,15 @@ fn parent_pid(stat: &str) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// utime + stime, in clock ticks, from the text of `/proc/<pid>/stat`.
+/// (utime, stime): user and system CPU time in clock ticks, from the text of `/proc/<pid>/stat`.
 /// They are fields 14 and 15; the command name (field 2) may hold spaces and
 /// parentheses, so fields are counted after its last `)`.
-pub fn cpu_ticks(stat: &str) -> Option<u64> {
+pub fn cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let (_, rest) = stat.rsplit_once(')')?;
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// VmHWM, in bytes, from the text of `/proc/<pid>/status`.
@@ -274,7 +280,7 @@ mod tests {
         let stat = "4242 (tokio (rt) x) S 1 4242 4242 0 -1 4194560 1163 0 0 0 \
                     250 75 0 0 20 0 3 0 123 456 789";
 
-        assert_eq!(cpu_ticks(stat), Some(325));
+        assert_eq!(cpu_ticks(stat), Some((250, 75)));
         assert_eq!(cpu_ticks("4242 (short) S 1"), None);
     }
 

@@ -21,6 +21,8 @@ pub struct Figures {
     pub p99_us: f64,
     /// CPU time per request of every process serving it, µs.
     pub cpu_us: f64,
+    /// The part of `cpu_us` spent in the kernel, µs.
+    pub kernel_us: f64,
 }
 
 impl Figures {
@@ -36,6 +38,7 @@ impl Figures {
             p50_us: median(|f| f.p50_us),
             p99_us: median(|f| f.p99_us),
             cpu_us: median(|f| f.cpu_us),
+            kernel_us: median(|f| f.kernel_us),
         }
     }
 }
@@ -112,6 +115,9 @@ pub struct Instructions {
     pub requests: u64,
     /// Instructions per request.
     pub per_request: f64,
+    /// Instructions per request by component (see [`crate::callgrind`]),
+    /// the largest first.
+    pub components: Vec<(String, f64)>,
 }
 
 /// A performance target and whether this run met it.
@@ -170,14 +176,55 @@ pub fn per_page(instructions: &[Instructions]) -> f64 {
 }
 
 /// A request rate, e.g. `95,405`.
+/// Where the instructions of a page went, by component, in each process
+/// and in both (user space only: callgrind does not see the kernel).
+fn components_table(md: &mut String, instructions: &[Instructions]) {
+    let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
+    for (column, process) in instructions.iter().enumerate() {
+        for (component, count) in &process.components {
+            let row = match rows.iter().position(|(name, _)| name == component) {
+                Some(row) => row,
+                None => {
+                    rows.push((component, vec![0.0; instructions.len()]));
+                    rows.len() - 1
+                }
+            };
+            rows[row].1[column] += count;
+        }
+    }
+    let both = |counts: &[f64]| counts.iter().sum::<f64>();
+    rows.sort_by(|a, b| both(&b.1).total_cmp(&both(&a.1)));
+    let total: f64 = rows.iter().map(|(_, counts)| both(counts)).sum();
+
+    let processes: Vec<&str> = instructions.iter().map(|i| i.process.as_str()).collect();
+    let _ = writeln!(
+        md,
+        "| Component (instructions per page) | {} | both | share |\n| --- |{} ---: | ---: |",
+        processes.join(" | "),
+        " ---: |".repeat(processes.len())
+    );
+    for (component, counts) in &rows {
+        let cells: Vec<String> = counts.iter().map(|&n| rate(n)).collect();
+        let _ = writeln!(
+            md,
+            "| {component} | {} | {} | {:.1} % |",
+            cells.join(" | "),
+            rate(both(counts)),
+            100.0 * both(counts) / total.max(1.0)
+        );
+    }
+    md.push('\n');
+}
+
 /// A row's req/s, p50, p99 and CPU cells.
 fn figure_cells(f: &Figures) -> String {
     format!(
-        "{} | {} | {} | {:.1} µs",
+        "{} | {} | {} | {:.1} µs | {:.0} %",
         rate(f.rate),
         micros(f.p50_us),
         micros(f.p99_us),
-        f.cpu_us
+        f.cpu_us,
+        100.0 * f.kernel_us / f.cpu_us.max(f64::MIN_POSITIVE)
     )
 }
 
@@ -244,9 +291,9 @@ pub fn markdown(results: &Results, chart: &str) -> String {
         );
 
         md.push_str(
-            "| Scenario | Server | req/s | p50 | p99 | CPU / request | vs ceiling: req/s, CPU |\n",
+            "| Scenario | Server | req/s | p50 | p99 | CPU / request | of it, kernel | vs ceiling: req/s, CPU |\n",
         );
-        md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
+        md.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
         for c in &results.comparisons {
             let row = |server: &str, f: &Figures| {
                 format!("| {} | {server} | {} |", c.scenario, figure_cells(f))
@@ -284,7 +331,7 @@ pub fn markdown(results: &Results, chart: &str) -> String {
     if let Some(python) = &results.python {
         let _ = writeln!(
             md,
-            "| {} | req/s | p50 | p99 | CPU / page |\n| --- | ---: | ---: | ---: | ---: |",
+            "| {} | req/s | p50 | p99 | CPU / page | of it, kernel |\n| --- | ---: | ---: | ---: | ---: | ---: |",
             python.scenario
         );
         for (server, f) in [
@@ -323,6 +370,14 @@ pub fn markdown(results: &Results, chart: &str) -> String {
             "| both services | page | | {} |\n",
             rate(per_page(&results.instructions))
         );
+    }
+
+    if results
+        .instructions
+        .iter()
+        .any(|i| !i.components.is_empty())
+    {
+        components_table(&mut md, &results.instructions);
     }
 
     if let Some(criterion) = &results.criterion {

@@ -222,11 +222,20 @@ fn usages(servers: &[&Server], ticks: u64) -> anyhow::Result<Vec<Usage>> {
 
 /// CPU µs per request over `spans` (before, after) of every process.
 fn cpu_per_request(spans: &[(Usage, Usage)], requests: u64) -> f64 {
-    let cpu: Duration = spans
+    per_request(spans, requests, |usage| usage.cpu)
+}
+
+/// The kernel's part of [`cpu_per_request`].
+fn kernel_per_request(spans: &[(Usage, Usage)], requests: u64) -> f64 {
+    per_request(spans, requests, |usage| usage.system)
+}
+
+fn per_request(spans: &[(Usage, Usage)], requests: u64, time: fn(&Usage) -> Duration) -> f64 {
+    let spent: Duration = spans
         .iter()
-        .map(|(before, after)| after.cpu.saturating_sub(before.cpu))
+        .map(|(before, after)| time(after).saturating_sub(time(before)))
         .sum();
-    cpu.as_secs_f64() * 1e6 / requests.max(1) as f64
+    spent.as_secs_f64() * 1e6 / requests.max(1) as f64
 }
 
 fn memory(server: &Server, phase: &str, ticks: u64) -> anyhow::Result<Memory> {

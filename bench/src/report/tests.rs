@@ -8,6 +8,7 @@ fn figures(rate: f64, cpu_us: f64) -> Figures {
         p50_us: 500.0,
         p99_us: 1500.0,
         cpu_us,
+        kernel_us: cpu_us / 4.0,
     }
 }
 
@@ -42,12 +43,17 @@ fn results() -> Results {
                 per: "page".into(),
                 requests: 40_000,
                 per_request: 90_490.4,
+                components: vec![
+                    ("h2: HTTP/2 frames, HPACK, flow control".into(), 20_000.0),
+                    ("askama: rendering".into(), 5_000.0),
+                ],
             },
             Instructions {
                 process: "recommendations".into(),
                 per: "call of a page".into(),
                 requests: 40_100,
                 per_request: 56_882.0,
+                components: vec![("h2: HTTP/2 frames, HPACK, flow control".into(), 15_000.0)],
             },
         ],
         python: Some(Comparison {
@@ -99,7 +105,7 @@ fn the_section_has_ratios_memory_and_targets() {
     let md = markdown(&results(), "chart.svg");
 
     assert!(
-        md.contains("| Recommend (v1) | recommendations | 90,000 | 500 µs | 1.50 ms | 11.0 µs | 0.90×, 1.10× |"),
+        md.contains("| Recommend (v1) | recommendations | 90,000 | 500 µs | 1.50 ms | 11.0 µs | 25 % | 0.90×, 1.10× |"),
         "{md}"
     );
     assert!(md.contains("| recommendations | gRPC | 9.2 MB |"), "{md}");
@@ -109,7 +115,7 @@ fn the_section_has_ratios_memory_and_targets() {
     );
     assert!(md.contains("| both services | page | | 147,372 |"), "{md}");
     assert!(
-        md.contains("| Flask | 1,000 | 500 µs | 1.50 ms | 1500.0 µs |"),
+        md.contains("| Flask | 1,000 | 500 µs | 1.50 ms | 1500.0 µs | 25 % |"),
         "{md}"
     );
     assert!(
@@ -121,6 +127,25 @@ fn the_section_has_ratios_memory_and_targets() {
         "{md}"
     );
     assert!(md.contains("![Throughput and CPU per request, service and ceiling](chart.svg)"));
+}
+
+#[test]
+fn the_components_add_up_across_both_services_the_largest_first() {
+    let md = markdown(&results(), "chart.svg");
+
+    assert!(
+        md.contains(
+            "| Component (instructions per page) | marketplace | recommendations | both | share |"
+        ),
+        "{md}"
+    );
+    let h2 = md
+        .find("| h2: HTTP/2 frames, HPACK, flow control | 20,000 | 15,000 | 35,000 | 87.5 % |")
+        .expect("the h2 row, both services summed");
+    let askama = md
+        .find("| askama: rendering | 5,000 | 0 | 5,000 | 12.5 % |")
+        .expect("the askama row, absent from recommendations");
+    assert!(h2 < askama, "{md}");
 }
 
 #[test]

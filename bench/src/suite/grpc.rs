@@ -10,7 +10,7 @@ use prost::Message as _;
 use protobufs::v1;
 
 use super::{
-    Suite, alternating, cpu_per_request, memory, threads,
+    Suite, alternating, cpu_per_request, kernel_per_request, memory, threads,
     workload::{Contract, contracts, frame, write_catalog},
 };
 use crate::{
@@ -153,6 +153,7 @@ impl Suite {
             p50_us: run.outcome.latency.p50_us,
             p99_us: run.outcome.latency.p99_us,
             cpu_us: cpu_per_request(&[run.usage], calls),
+            kernel_us: kernel_per_request(&[run.usage], calls),
         })
     }
 

@@ -8,7 +8,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, ensure};
 
-use super::{Placement, Suite, alternating, cpu_per_request, memory, settle, threads, usages};
+use super::{
+    Placement, Suite, alternating, cpu_per_request, kernel_per_request, memory, settle, threads,
+    usages,
+};
 use crate::{
     checks::{self, PageCounts},
     collector::Collector,
@@ -284,6 +287,7 @@ impl Suite {
             p50_us: outcome.latency.p50_us,
             p99_us: outcome.latency.p99_us,
             cpu_us: cpu_per_request(&spans, served),
+            kernel_us: kernel_per_request(&spans, served),
         })
     }
 }

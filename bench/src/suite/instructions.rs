@@ -16,6 +16,7 @@ use tokio::process::Command;
 
 use super::{Suite, settle};
 use crate::{
+    callgrind,
     load::{self, HttpLoad},
     process::{self, Server},
     report::Instructions,
@@ -120,13 +121,18 @@ impl Suite {
         let dump = PathBuf::from(format!("{}.1", out.display()));
         let text = std::fs::read_to_string(&dump)
             .with_context(|| format!("callgrind wrote no dump {}", dump.display()))?;
-        let total =
-            totals(&text).with_context(|| format!("no `totals:` line in {}", dump.display()))?;
+        let total = callgrind::totals(&text)
+            .with_context(|| format!("no `totals:` line in {}", dump.display()))?;
+        let requests = outcome.requests as f64;
         Ok(Instructions {
             process: name.to_owned(),
             per: per.to_owned(),
             requests: outcome.requests,
-            per_request: total as f64 / outcome.requests as f64,
+            per_request: total as f64 / requests,
+            components: callgrind::by_component(&text)
+                .into_iter()
+                .map(|(component, count)| (component.to_owned(), count as f64 / requests))
+                .collect(),
         })
     }
 
@@ -181,26 +187,4 @@ async fn callgrind_control(pid: u32, args: &[&str]) -> anyhow::Result<()> {
         bail!("callgrind_control {} {pid}: {status}", args.join(" "));
     }
     Ok(())
-}
-
-/// The instructions a callgrind dump counted: its `totals:` line.
-fn totals(dump: &str) -> Option<u64> {
-    dump.lines()
-        .find_map(|line| line.strip_prefix("totals:"))
-        .and_then(|total| total.split_whitespace().next())
-        .and_then(|total| total.parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_count_is_the_dumps_totals_line() {
-        let dump = "version: 1\ncmd:  marketplace\nevents: Ir\nsummary: 0\n\
-                    fn=(1) main\n16 3\ntotals: 1678517065\n";
-
-        assert_eq!(totals(dump), Some(1_678_517_065));
-        assert_eq!(totals("events: Ir\nsummary: 0\n"), None);
-    }
 }

@@ -164,6 +164,7 @@ mod tests {
             per: "page".into(),
             requests: 1_000,
             per_request,
+            components: Vec::new(),
         }
     }
 
