@@ -52,7 +52,7 @@ struct Args {
     no_docs: bool,
     /// Runtime worker threads of every server, services and ceilings alike.
     /// The default, 1, is what kubernetes.yaml's limit of one CPU gives;
-    /// a full run also measures the homepage with a worker per CPU.
+    /// a full run also measures the homepage with the default runtime.
     #[arg(long, default_value = "1")]
     worker_threads: NonZeroUsize,
     /// Do not pin the gRPC runs: by default h2load runs on CPU 0 and the
@@ -82,6 +82,8 @@ enum Phase {
     Instructions,
     /// The homepage beside the tutorial's Python services.
     Python,
+    /// The homepage under each runtime choice, on 1 and 2 CPUs.
+    Runtime,
 }
 
 #[tokio::main]
@@ -153,6 +155,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    let runtime = if runs(Phase::Runtime) {
+        suite.runtime().await?
+    } else {
+        Vec::new()
+    };
     let instructions = if runs(Phase::Instructions) {
         suite.instructions().await?
     } else {
@@ -187,6 +194,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         &comparisons,
         &memory,
         &instructions,
+        &runtime,
         python.as_ref(),
         criterion.as_ref(),
         catalog.as_ref(),
@@ -197,6 +205,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         comparisons,
         memory,
         instructions,
+        runtime,
         python,
         criterion,
         catalog,

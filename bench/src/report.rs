@@ -120,6 +120,41 @@ pub struct Instructions {
     pub components: Vec<(String, f64)>,
 }
 
+/// The homepage under one runtime choice (the runtime phase).
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeChoice {
+    /// CPUs both services were confined to.
+    pub cpus: usize,
+    /// Runtime workers of each (1: the current-thread scheduler).
+    pub workers: usize,
+    /// wrk's connections.
+    pub connections: u32,
+    /// Whether this is what the services choose on `cpus` CPUs by default.
+    pub default: bool,
+    /// Medians over the rounds (CPU of both services).
+    pub figures: Figures,
+}
+
+impl RuntimeChoice {
+    /// How it is named in tables.
+    pub fn scheduler(&self) -> String {
+        match self.workers {
+            1 => "current-thread".to_owned(),
+            n => format!("multi-thread, {n} workers"),
+        }
+    }
+}
+
+/// The best pages per second among the runtime choices measured on `cpus`
+/// CPUs and `connections`.
+pub fn best_rate(choices: &[RuntimeChoice], cpus: usize, connections: u32) -> f64 {
+    choices
+        .iter()
+        .filter(|c| c.cpus == cpus && c.connections == connections)
+        .map(|c| c.figures.rate)
+        .fold(0.0, f64::max)
+}
+
 /// A performance target and whether this run met it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Target {
@@ -159,6 +194,8 @@ pub struct Results {
     pub memory: Vec<Memory>,
     /// Instructions per page, unless skipped.
     pub instructions: Vec<Instructions>,
+    /// The homepage under each runtime choice, unless skipped.
+    pub runtime: Vec<RuntimeChoice>,
     /// The homepage beside the tutorial's Python services (ours are the
     /// `service` side, Python the `ceiling` side), unless skipped.
     pub python: Option<Comparison>,
@@ -176,6 +213,35 @@ pub fn per_page(instructions: &[Instructions]) -> f64 {
 }
 
 /// A request rate, e.g. `95,405`.
+/// The homepage under each runtime choice, the default in bold.
+fn runtime_table(md: &mut String, choices: &[RuntimeChoice]) {
+    md.push_str(
+        "| Services on | Connections | Runtime, each service | Pages/s | vs the best | CPU / page | of it, kernel |\n\
+         | --- | ---: | --- | ---: | ---: | ---: | ---: |\n",
+    );
+    for c in choices {
+        let best = best_rate(choices, c.cpus, c.connections);
+        let scheduler = if c.default {
+            format!("**{} (default)**", c.scheduler())
+        } else {
+            c.scheduler()
+        };
+        let f = &c.figures;
+        let _ = writeln!(
+            md,
+            "| {} CPU{} | {} | {scheduler} | {} | {:.2}× | {:.1} µs | {:.0} % |",
+            c.cpus,
+            if c.cpus == 1 { "" } else { "s" },
+            c.connections,
+            rate(f.rate),
+            f.rate / best.max(f64::MIN_POSITIVE),
+            f.cpu_us,
+            100.0 * f.kernel_us / f.cpu_us.max(f64::MIN_POSITIVE)
+        );
+    }
+    md.push('\n');
+}
+
 /// Where the instructions of a page went, by component, in each process
 /// and in both (user space only: callgrind does not see the kernel).
 fn components_table(md: &mut String, instructions: &[Instructions]) {
@@ -378,6 +444,10 @@ pub fn markdown(results: &Results, chart: &str) -> String {
         .any(|i| !i.components.is_empty())
     {
         components_table(&mut md, &results.instructions);
+    }
+
+    if !results.runtime.is_empty() {
+        runtime_table(&mut md, &results.runtime);
     }
 
     if let Some(criterion) = &results.criterion {

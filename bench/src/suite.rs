@@ -1,7 +1,7 @@
 //! The suite: how a run is planned (rounds, load sizes), where the servers
 //! and load generators run (placement), and the parts every phase shares:
 //! starting the services, reading their CPU, memory and metrics. The phases
-//! are [`grpc`], [`http`], [`python`] and [`instructions`]; [`targets`] judges the figures and [`output`]
+//! are [`grpc`], [`http`], [`python`], [`runtime`] and [`instructions`]; [`targets`] judges the figures and [`output`]
 //! writes them.
 
 mod grpc;
@@ -9,6 +9,7 @@ mod http;
 mod instructions;
 pub mod output;
 mod python;
+mod runtime;
 pub mod targets;
 mod workload;
 
@@ -54,10 +55,10 @@ pub const QUICK: Plan = Plan {
 };
 
 /// The homepage scenarios: with `--worker-threads`, and as the services run
-/// by default (a worker per CPU).
+/// by default (a worker per two CPUs, at least one).
 pub const HOMEPAGE: &str = "Homepage";
 
-pub const HOMEPAGE_DEFAULT_WORKERS: &str = "Homepage, a worker per CPU";
+pub const HOMEPAGE_DEFAULT_WORKERS: &str = "Homepage, the default runtime";
 
 /// The homepage with every page traced and its spans exported over OTLP.
 pub const HOMEPAGE_EXPORTED: &str = "Homepage, every span exported";
@@ -95,7 +96,9 @@ impl Placement {
         let workers = match self.workers {
             Some(n) if n.get() == 1 => "one worker thread per server".to_owned(),
             Some(n) => format!("{n} worker threads per server"),
-            None => "a worker thread per CPU per server".to_owned(),
+            None => {
+                "each server's default runtime (a worker per two CPUs, at least one)".to_owned()
+            }
         };
         match (&self.servers, &self.load) {
             (Some(servers), Some(load)) => {

@@ -5,9 +5,10 @@ use std::{future::Future, num::NonZeroUsize, time::Duration};
 use anyhow::Context;
 use tokio::runtime::{Builder, Runtime};
 
-/// A runtime with `worker_threads` workers, or by default one per CPU this
-/// process may use: its CPU affinity and cgroup quota count, so a container
-/// limited to one CPU (as in kubernetes.yaml) gets one worker.
+/// A runtime with `worker_threads` workers, or by default
+/// [`default_workers`] for the CPUs this process may use: its CPU affinity
+/// and cgroup quota count, so a container limited to one CPU (as in
+/// kubernetes.yaml) gets one worker.
 ///
 /// One worker means tokio's current-thread scheduler: every task runs on
 /// the thread that calls `block_on`, with no work stealing and no wakeups
@@ -15,7 +16,11 @@ use tokio::runtime::{Builder, Runtime};
 /// multi-thread scheduler.
 pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
     let workers = worker_threads
-        .or_else(|| std::thread::available_parallelism().ok())
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(default_workers)
+        })
         .map_or(1, NonZeroUsize::get);
     let mut builder = if workers == 1 {
         Builder::new_current_thread()
@@ -28,6 +33,22 @@ pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// The workers a process that may use `cpus` CPUs gets by default: half
+/// of them, at least one.
+///
+/// The multi-thread scheduler costs a page about 1.6× the CPU of the
+/// current-thread one (work stealing, wakeups across threads), so its
+/// workers pay only on CPUs that would otherwise idle. The two services run
+/// side by side (docker compose, `cargo dev`, one machine), and a worker
+/// per CPU each puts two threads on every CPU: measured on 1 and 2 CPUs
+/// (docs/benchmarks/results.md, "Runtime choices"), the current-thread
+/// scheduler served 1.2 to 1.6× the pages of 2 or 4 workers, at 0.6× their
+/// CPU per page. A service with CPUs to itself sets `--worker-threads`
+/// (docs/operations.md, "CPU").
+pub fn default_workers(cpus: NonZeroUsize) -> NonZeroUsize {
+    NonZeroUsize::new(cpus.get() / 2).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Longest the exit waits for blocking threads once `main`'s future is
@@ -76,12 +97,26 @@ mod tests {
     }
 
     #[test]
-    fn by_default_there_is_a_worker_per_usable_cpu() {
+    fn by_default_there_is_a_worker_per_two_usable_cpus() {
         let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
 
         let runtime = build(None).expect("a runtime");
 
-        assert_eq!(runtime.metrics().num_workers(), cpus);
+        assert_eq!(runtime.metrics().num_workers(), (cpus / 2).max(1));
+    }
+
+    #[test]
+    fn up_to_three_cpus_the_default_is_the_current_thread_scheduler() {
+        let workers = |cpus: usize| {
+            NonZeroUsize::new(cpus)
+                .map(default_workers)
+                .map(NonZeroUsize::get)
+        };
+
+        assert_eq!(
+            [1, 2, 3, 4, 8, 64].map(workers),
+            [1, 1, 1, 2, 4, 32].map(Some)
+        );
     }
 
     #[test]

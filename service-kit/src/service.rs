@@ -40,9 +40,12 @@ pub struct ServiceSettings<const ADMIN_PORT: u16> {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
-    /// Runtime worker threads. Default: one per CPU this process may use
-    /// (CPU affinity and cgroup quota count: one under kubernetes.yaml's
-    /// limit of one CPU).
+    /// Runtime worker threads. Default: half the CPUs this process may use,
+    /// at least one (CPU affinity and cgroup quota count: one under
+    /// kubernetes.yaml's limit of one CPU). One is tokio's current-thread
+    /// scheduler, the cheapest per request. A service with N CPUs to itself
+    /// (a large machine or CPU limit, its peer elsewhere) sets N: see
+    /// docs/operations.md, "CPU".
     #[arg(long, env = "WORKER_THREADS")]
     pub worker_threads: Option<NonZeroUsize>,
 

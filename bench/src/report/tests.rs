@@ -56,6 +56,22 @@ fn results() -> Results {
                 components: vec![("h2: HTTP/2 frames, HPACK, flow control".into(), 15_000.0)],
             },
         ],
+        runtime: vec![
+            RuntimeChoice {
+                cpus: 2,
+                workers: 1,
+                connections: 16,
+                default: false,
+                figures: figures(20_000.0, 50.0),
+            },
+            RuntimeChoice {
+                cpus: 2,
+                workers: 2,
+                connections: 16,
+                default: true,
+                figures: figures(15_000.0, 80.0),
+            },
+        ],
         python: Some(Comparison {
             scenario: "Homepage beside the tutorial's Python services".into(),
             load: "wrk, 16 keep-alive connections".into(),
@@ -130,6 +146,22 @@ fn the_section_has_ratios_memory_and_targets() {
 }
 
 #[test]
+fn each_runtime_choice_is_set_against_the_best_on_its_cpus_the_default_in_bold() {
+    let md = markdown(&results(), "chart.svg");
+
+    assert!(
+        md.contains("| 2 CPUs | 16 | current-thread | 20,000 | 1.00× | 50.0 µs | 25 % |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| 2 CPUs | 16 | **multi-thread, 2 workers (default)** | 15,000 | 0.75× | 80.0 µs | 25 % |"
+        ),
+        "{md}"
+    );
+}
+
+#[test]
 fn the_components_add_up_across_both_services_the_largest_first() {
     let md = markdown(&results(), "chart.svg");
 
@@ -154,13 +186,17 @@ fn a_run_of_one_part_shows_only_its_tables() {
     results.comparisons.clear();
     results.memory.clear();
     results.python = None;
+    results.runtime.clear();
     let md = markdown(&results, "chart.svg");
 
     assert!(
         !md.contains("| Scenario |") && !md.contains("chart.svg"),
         "{md}"
     );
-    assert!(!md.contains("| Process |"), "{md}");
+    assert!(
+        !md.contains("| Process |") && !md.contains("| Services on |"),
+        "{md}"
+    );
     assert!(md.contains("| Instructions (callgrind) |"), "{md}");
 }
 

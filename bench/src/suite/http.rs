@@ -221,16 +221,31 @@ impl Suite {
         placement: &Placement,
         connections: u32,
     ) -> anyhow::Result<Figures> {
+        let times = (self.plan.warmup_time, self.plan.page_time);
+        self.http_run_for(servers, addr, admins, placement, connections, times)
+            .await
+    }
+
+    /// [`Suite::http_run`] with its own `(warm-up, measured)` times.
+    pub(super) async fn http_run_for(
+        &self,
+        servers: &[&Server],
+        addr: SocketAddr,
+        admins: Option<(SocketAddr, SocketAddr)>,
+        placement: &Placement,
+        connections: u32,
+        (warmup, measured): (Duration, Duration),
+    ) -> anyhow::Result<Figures> {
         let mut http_load = HttpLoad {
             cpus: placement.load.clone(),
             url: format!("http://{addr}/"),
-            duration: self.plan.warmup_time,
+            duration: warmup,
             connections,
             threads: HTTP_THREADS,
         };
         load::wrk(&http_load).await?;
         settle().await;
-        http_load.duration = self.plan.page_time;
+        http_load.duration = measured;
 
         let (web_admin, grpc_admin) = admins.unzip();
         let pages = |text: &str, status: Option<&str>| {

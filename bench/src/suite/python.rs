@@ -1,5 +1,5 @@
 //! The Python phase: the homepage of this project, as its defaults run it
-//! (a runtime worker per CPU), beside the tutorial's own Python services
+//! (a runtime worker per two CPUs, at least one), beside the tutorial's own Python services
 //! serving the same page (`bench/python`: grpcio with ten threads, Flask
 //! under gunicorn with four workers), both loaded by wrk on 16 keep-alive
 //! connections, in alternating rounds. The headline of a Rust rewrite,
@@ -117,7 +117,7 @@ impl Suite {
                 page.len(),
                 py_page.len()
             ),
-            service: "marketplace + recommendations, defaults (a worker per CPU)".to_owned(),
+            service: "marketplace + recommendations, defaults".to_owned(),
             ceiling: format!(
                 "Flask under gunicorn ({GUNICORN_WORKERS} workers) + grpcio (10 threads)"
             ),

@@ -3,7 +3,7 @@
 use crate::{
     catalog_load::CatalogLoad,
     criterion,
-    report::{self, Comparison, Instructions, Memory, Target},
+    report::{self, Comparison, Instructions, Memory, RuntimeChoice, Target},
 };
 
 use super::HOMEPAGE;
@@ -26,11 +26,15 @@ const MAX_TRACING_COST: f64 = 1.02;
 /// How much more our homepage must do than the tutorial's Python services:
 /// pages per second, and less CPU per page (issue 17).
 const MIN_TIMES_PYTHON: f64 = 30.0;
+/// The default runtime's pages per second against the best choice's, on
+/// each CPU count and load (issue 17).
+const MIN_DEFAULT_RUNTIME_RATIO: f64 = 0.95;
 
 pub fn targets(
     comparisons: &[Comparison],
     memory: &[Memory],
     instructions: &[Instructions],
+    runtime: &[RuntimeChoice],
     python: Option<&Comparison>,
     criterion: Option<&criterion::Figures>,
     catalog: Option<&CatalogLoad>,
@@ -107,6 +111,20 @@ pub fn targets(
             });
         }
     }
+    for default in runtime.iter().filter(|c| c.default) {
+        let ratio = default.figures.rate
+            / report::best_rate(runtime, default.cpus, default.connections).max(f64::MIN_POSITIVE);
+        targets.push(Target {
+            promise: format!(
+                "Homepage on {} CPU(s), {} connections: the default runtime ({}) ≥ {MIN_DEFAULT_RUNTIME_RATIO:.2}× the best choice's pages per second",
+                default.cpus,
+                default.connections,
+                default.scheduler()
+            ),
+            measured: format!("{ratio:.2}×"),
+            met: ratio >= MIN_DEFAULT_RUNTIME_RATIO,
+        });
+    }
     if let Some(python) = python {
         let (pages, cpu) = (python.rate_ratio(), 1.0 / python.cpu_ratio());
         targets.push(Target {
@@ -168,6 +186,44 @@ mod tests {
         }
     }
 
+    fn choice(cpus: usize, workers: usize, default: bool, rate: f64) -> RuntimeChoice {
+        RuntimeChoice {
+            cpus,
+            workers,
+            connections: 16,
+            default,
+            figures: report::Figures {
+                rate,
+                p50_us: 1.0,
+                p99_us: 1.0,
+                cpu_us: 1.0,
+                kernel_us: 0.5,
+            },
+        }
+    }
+
+    #[test]
+    fn the_default_runtime_is_judged_against_the_best_on_its_own_cpus() {
+        let choices = [
+            choice(1, 1, true, 20_000.0),
+            choice(1, 2, false, 12_000.0),
+            choice(2, 1, false, 20_000.0),
+            choice(2, 2, true, 18_900.0),
+            choice(2, 4, false, 19_000.0),
+        ];
+
+        let judged: Vec<_> = targets(&[], &[], &[], &choices, None, None, None)
+            .into_iter()
+            .map(|t| (t.measured, t.met))
+            .collect();
+
+        assert_eq!(
+            judged,
+            [("1.00×".into(), true), ("0.94×".into(), false)],
+            "on 2 CPUs the best is 20,000: 18,900 is 0.945× of it"
+        );
+    }
+
     #[test]
     fn tracing_may_add_two_per_cent_to_the_page_and_to_its_call() {
         let judge = |marketplace: f64, recommendations: f64| {
@@ -175,7 +231,7 @@ mod tests {
                 counted("marketplace", marketplace),
                 counted("recommendations", recommendations),
             ];
-            targets(&[], &[], &counts, None, None, None)
+            targets(&[], &[], &counts, &[], None, None, None)
                 .into_iter()
                 .filter(|t| t.promise.contains("instructions"))
                 .map(|t| (t.measured, t.met))
