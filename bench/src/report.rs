@@ -261,6 +261,8 @@ fn components_table(md: &mut String, instructions: &[Instructions]) {
     let both = |counts: &[f64]| counts.iter().sum::<f64>();
     rows.sort_by(|a, b| both(&b.1).total_cmp(&both(&a.1)));
     let total: f64 = rows.iter().map(|(_, counts)| both(counts)).sum();
+    // A component of less than one instruction per page is noise.
+    rows.retain(|(_, counts)| both(counts) >= 0.5);
 
     let processes: Vec<&str> = instructions.iter().map(|i| i.process.as_str()).collect();
     let _ = writeln!(
