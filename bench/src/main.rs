@@ -78,7 +78,7 @@ enum Phase {
     Http,
     /// The Criterion benchmarks.
     Criterion,
-    /// Instructions per page, with callgrind.
+    /// Instructions per page and per Recommend call, with callgrind.
     Instructions,
     /// The homepage beside the tutorial's Python services.
     Python,
@@ -160,10 +160,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let instructions = if runs(Phase::Instructions) {
-        suite.instructions().await?
+    let (instructions, call_instructions) = if runs(Phase::Instructions) {
+        (
+            suite.instructions().await?,
+            suite.call_instructions().await?,
+        )
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     let catalog = if runs(Phase::Criterion) {
         eprintln!("bench: the 1,000,000-book catalog at start-up");
@@ -205,6 +208,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         comparisons,
         memory,
         instructions,
+        call_instructions,
         runtime,
         python,
         criterion,

@@ -120,6 +120,20 @@ pub struct Instructions {
     pub components: Vec<(String, f64)>,
 }
 
+/// Instructions per Recommend call, the service against bare tonic,
+/// counted by callgrind under h2load.
+#[derive(Clone, Debug, Serialize)]
+pub struct CallInstructions {
+    /// e.g. "Recommend (v1)".
+    pub scenario: String,
+    /// Calls counted on each side.
+    pub calls: u64,
+    /// recommendations' instructions per call.
+    pub service: f64,
+    /// bare tonic's.
+    pub ceiling: f64,
+}
+
 /// The homepage under one runtime choice (the runtime phase).
 #[derive(Clone, Debug, Serialize)]
 pub struct RuntimeChoice {
@@ -194,6 +208,8 @@ pub struct Results {
     pub memory: Vec<Memory>,
     /// Instructions per page, unless skipped.
     pub instructions: Vec<Instructions>,
+    /// Instructions per Recommend call, unless skipped.
+    pub call_instructions: Vec<CallInstructions>,
     /// The homepage under each runtime choice, unless skipped.
     pub runtime: Vec<RuntimeChoice>,
     /// The homepage beside the tutorial's Python services (ours are the
@@ -446,6 +462,25 @@ pub fn markdown(results: &Results, chart: &str) -> String {
         .any(|i| !i.components.is_empty())
     {
         components_table(&mut md, &results.instructions);
+    }
+
+    if !results.call_instructions.is_empty() {
+        md.push_str(
+            "| Instructions per call (callgrind, h2load) | Calls counted | recommendations | bare tonic | ratio |\n\
+             | --- | ---: | ---: | ---: | ---: |\n",
+        );
+        for c in &results.call_instructions {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {:.3}× |",
+                c.scenario,
+                rate(c.calls as f64),
+                rate(c.service),
+                rate(c.ceiling),
+                c.service / c.ceiling.max(f64::MIN_POSITIVE)
+            );
+        }
+        md.push('\n');
     }
 
     if !results.runtime.is_empty() {

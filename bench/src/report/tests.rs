@@ -57,6 +57,12 @@ fn results() -> Results {
                 components: vec![("h2: HTTP/2 frames, HPACK, flow control".into(), 15_000.0)],
             },
         ],
+        call_instructions: vec![CallInstructions {
+            scenario: "Recommend (v1)".into(),
+            calls: 20_000,
+            service: 49_235.0,
+            ceiling: 42_539.0,
+        }],
         runtime: vec![
             RuntimeChoice {
                 cpus: 2,
@@ -158,6 +164,16 @@ fn each_runtime_choice_is_set_against_the_best_on_its_cpus_the_default_in_bold()
         md.contains(
             "| 2 CPUs | 16 | **multi-thread, 2 workers (default)** | 15,000 | 0.75× | 80.0 µs | 25 % |"
         ),
+        "{md}"
+    );
+}
+
+#[test]
+fn instructions_per_call_are_set_against_bare_tonics() {
+    let md = markdown(&results(), "chart.svg");
+
+    assert!(
+        md.contains("| Recommend (v1) | 20,000 | 49,235 | 42,539 | 1.157× |"),
         "{md}"
     );
 }

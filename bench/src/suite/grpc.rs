@@ -27,18 +27,18 @@ const GRPC_CONNECTIONS: u32 = 8;
 const GRPC_STREAMS: u32 = 16;
 
 /// What one h2load run gave.
-struct GrpcRun {
-    outcome: load::GrpcOutcome,
-    counted: Option<CallCounts>,
+pub(super) struct GrpcRun {
+    pub(super) outcome: load::GrpcOutcome,
+    pub(super) counted: Option<CallCounts>,
     usage: (Usage, Usage),
 }
 
 /// A gRPC server under load.
-struct GrpcTarget<'a> {
-    server: &'a Server,
-    addr: SocketAddr,
+pub(super) struct GrpcTarget<'a> {
+    pub(super) server: &'a Server,
+    pub(super) addr: SocketAddr,
     /// The admin listener, for the service's own count of calls.
-    admin: Option<SocketAddr>,
+    pub(super) admin: Option<SocketAddr>,
 }
 
 impl Suite {
@@ -193,7 +193,7 @@ impl Suite {
 
     /// One h2load run of `calls` posting `body` to `path`, with the CPU the
     /// server used and, if it counts calls, what it counted.
-    async fn h2load(
+    pub(super) async fn h2load(
         &self,
         target: &GrpcTarget<'_>,
         path: &str,

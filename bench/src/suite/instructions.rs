@@ -4,7 +4,9 @@
 //! judge a change of a few per cent (issue 16's "≤ 2 % per page" for
 //! tracing). One service runs under callgrind at a time, its peer natively;
 //! wrk loads the homepage on a few connections, and callgrind counts only
-//! the measured window, after a warm-up.
+//! the measured window, after a warm-up. Then the same for one Recommend
+//! call on each contract, recommendations against bare tonic under h2load,
+//! as the gRPC phase loads them: a ratio that does not drift with the VM.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,12 +16,17 @@ use std::{
 use anyhow::{Context, bail, ensure};
 use tokio::process::Command;
 
-use super::{Suite, settle};
+use super::{
+    Suite,
+    grpc::GrpcTarget,
+    settle,
+    workload::{contracts, write_catalog},
+};
 use crate::{
-    callgrind,
+    callgrind, checks,
     load::{self, HttpLoad},
     process::{self, Server},
-    report::Instructions,
+    report::{CallInstructions, Instructions},
 };
 
 /// Few connections: callgrind runs the counted service some 50× slower, and
@@ -136,6 +143,72 @@ impl Suite {
         })
     }
 
+    /// Instructions per Recommend call on each contract: recommendations,
+    /// then bare tonic, each under callgrind in turn.
+    pub async fn call_instructions(&self) -> anyhow::Result<Vec<CallInstructions>> {
+        let catalog = self.work.join("bench-catalog.csv");
+        write_catalog(&catalog)?;
+        let contracts = contracts(&self.work)?;
+        let mut counts = vec![[0.0; 2]; contracts.len()];
+        for (side, name) in ["recommendations", "bare-tonic"].into_iter().enumerate() {
+            eprintln!("bench: instructions per Recommend call, {name} under callgrind");
+            let out = self.work.join(format!("callgrind.{name}.calls.out"));
+            let addr = process::free_port()?;
+            let (envs, args) = if side == 0 {
+                let envs = vec![
+                    ("RECOMMENDATIONS_LISTEN", addr.to_string()),
+                    (
+                        "RECOMMENDATIONS_ADMIN_LISTEN",
+                        process::free_port()?.to_string(),
+                    ),
+                    ("RECOMMENDATIONS_CATALOG", catalog.display().to_string()),
+                ];
+                (envs, Vec::new())
+            } else {
+                let args = vec![
+                    format!("--listen={addr}"),
+                    format!("--catalog={}", catalog.display()),
+                ];
+                (Vec::new(), args)
+            };
+            let mut server = self.launch_with(name, name, &envs, &args, Some(&out))?;
+            server.wait_for_port(addr, START_TIMEOUT).await?;
+            let target = GrpcTarget {
+                server: &server,
+                addr,
+                admin: None,
+            };
+            for (dump, (contract, count)) in contracts.iter().zip(&mut counts).enumerate() {
+                let calls = self.plan.warmup_calls;
+                // Valgrind translates code as it first runs: warm up past that.
+                self.h2load(&target, contract.path, &contract.body, calls / 10)
+                    .await?;
+                let pid = server.pid();
+                callgrind_control(pid, &["--zero"]).await?;
+                callgrind_control(pid, &["--instr=on"]).await?;
+                let run = self
+                    .h2load(&target, contract.path, &contract.body, calls)
+                    .await?;
+                callgrind_control(pid, &["--instr=off"]).await?;
+                callgrind_control(pid, &["--dump"]).await?;
+                checks::grpc_run(name, calls, contract.response_bytes, &run.outcome, None)?;
+                let dump = PathBuf::from(format!("{}.{}", out.display(), dump + 1));
+                count[side] = total(&dump)? as f64 / calls as f64;
+            }
+            server.stop().await?;
+        }
+        Ok(contracts
+            .iter()
+            .zip(counts)
+            .map(|(contract, [service, ceiling])| CallInstructions {
+                scenario: format!("Recommend ({})", contract.name),
+                calls: self.plan.warmup_calls,
+                service,
+                ceiling,
+            })
+            .collect())
+    }
+
     /// Starts `binary` with one worker (so that each page's instructions
     /// are one thread's), under callgrind writing to `callgrind` if given.
     fn launch(
@@ -145,33 +218,57 @@ impl Suite {
         envs: &[(&str, String)],
         callgrind: Option<&Path>,
     ) -> anyhow::Result<Server> {
+        self.launch_with(name, binary, envs, &[], callgrind)
+    }
+
+    /// [`Suite::launch`] with `args` after the worker count.
+    fn launch_with(
+        &self,
+        name: &str,
+        binary: &str,
+        envs: &[(&str, String)],
+        args: &[String],
+        callgrind: Option<&Path>,
+    ) -> anyhow::Result<Server> {
         let binary = self.binary(binary)?;
         let mut envs = envs.to_vec();
         envs.push(("RUST_LOG", "info".to_owned()));
         let workers = "--worker-threads=1".to_owned();
+        let program: Vec<String> = [binary.display().to_string(), workers]
+            .into_iter()
+            .chain(args.iter().cloned())
+            .collect();
         match callgrind {
             Some(out) => {
-                // A dump left by an earlier run must not be read as this one's.
-                let _ = std::fs::remove_file(format!("{}.1", out.display()));
+                // Dumps left by an earlier run must not be read as this one's.
+                for dump in 1..=2 {
+                    let _ = std::fs::remove_file(format!("{}.{dump}", out.display()));
+                }
+                let valgrind = [
+                    "--tool=callgrind".to_owned(),
+                    "--instr-atstart=no".to_owned(),
+                    format!("--callgrind-out-file={}", out.display()),
+                ];
                 Server::start(
                     name,
                     Path::new("valgrind"),
-                    &[
-                        "--tool=callgrind".to_owned(),
-                        "--instr-atstart=no".to_owned(),
-                        format!("--callgrind-out-file={}", out.display()),
-                        binary.display().to_string(),
-                        workers,
-                    ],
+                    &[&valgrind[..], &program].concat(),
                     &envs,
                     &self.work,
                     None,
                 )
                 .context("is valgrind installed? (`apt-get install valgrind`)")
             }
-            None => Server::start(name, &binary, &[workers], &envs, &self.work, None),
+            None => Server::start(name, &binary, &program[1..], &envs, &self.work, None),
         }
     }
+}
+
+/// The instructions a callgrind dump counted.
+fn total(dump: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(dump)
+        .with_context(|| format!("callgrind wrote no dump {}", dump.display()))?;
+    callgrind::totals(&text).with_context(|| format!("no `totals:` line in {}", dump.display()))
 }
 
 /// Tells the callgrind run `pid` to do `args` (see callgrind_control(1)).
