@@ -38,14 +38,14 @@ pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
 /// The workers a process that may use `cpus` CPUs gets by default: half
 /// of them, at least one.
 ///
-/// The multi-thread scheduler costs a page about 1.6× the CPU of the
+/// The multi-thread scheduler costs a page 1.4 to 2× the CPU of the
 /// current-thread one (work stealing, wakeups across threads), so its
 /// workers pay only on CPUs that would otherwise idle. The two services run
 /// side by side (docker compose, `cargo dev`, one machine), and a worker
 /// per CPU each puts two threads on every CPU: measured on 1 and 2 CPUs
-/// (docs/benchmarks/results.md, "Runtime choices"), the current-thread
-/// scheduler served 1.2 to 1.6× the pages of 2 or 4 workers, at 0.6× their
-/// CPU per page. A service with CPUs to itself sets `--worker-threads`
+/// (docs/benchmarks/history.md, "The runtime's default"), the
+/// current-thread scheduler served 1.05 to 2× the pages per second of 2 or
+/// 4 workers. A service with CPUs to itself sets `--worker-threads`
 /// (docs/operations.md, "CPU").
 pub fn default_workers(cpus: NonZeroUsize) -> NonZeroUsize {
     NonZeroUsize::new(cpus.get() / 2).unwrap_or(NonZeroUsize::MIN)
