@@ -29,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderName, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
@@ -203,11 +203,14 @@ fn past_maximum<B: Default>(limits: &CallTimeoutLayer) -> Response<B> {
     .into_http()
 }
 
+/// The header that carries the client's deadline.
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
 /// The client's deadline, from `grpc-timeout` (a positive integer of at
 /// most 8 digits and a unit: `H`, `M`, `S`, `m`, `u` or `n`); `None` when
 /// absent or malformed, as tonic reads it.
 fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.as_bytes();
+    let value = service_kit::rpc::header(headers, &GRPC_TIMEOUT)?.as_bytes();
     let (&unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::{HeaderMap, HeaderName, Request, Response, uri::PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, uri::PathAndQuery};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tonic::{Code, Status};
@@ -305,9 +305,34 @@ const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// The `grpc-status` of a header map, when present and valid.
 pub fn status_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get(GRPC_STATUS)?;
-    let number: i32 = std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()?;
+    let digits = header(headers, &GRPC_STATUS)?.as_bytes();
+    if digits.is_empty() {
+        return None;
+    }
+    let number = digits.iter().try_fold(0i32, |number, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|digit| *digit <= 9)?;
+        number.checked_mul(10)?.checked_add(i32::from(digit))
+    })?;
     Some(Code::from_i32(number))
+}
+
+/// Maps up to this many entries are searched by [`header`] in order.
+const SCAN_LIMIT: usize = 8;
+
+/// The first value of `name` in `headers`, as `HeaderMap::get` gives it.
+///
+/// The header maps of a gRPC call hold a handful of entries (a unary
+/// response's headers one, its trailers one or two), and comparing a few
+/// names costs less than hashing one, which `get` does first: this saves
+/// some 100 instructions per lookup, and a call makes several
+/// (docs/benchmarks/history.md, "Header lookups"). Larger maps are hashed.
+pub fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
+    if headers.len() > SCAN_LIMIT {
+        return headers.get(name);
+    }
+    headers
+        .iter()
+        .find_map(|(key, value)| (key == name).then_some(value))
 }
 
 /// The status code a failed call ends with: the `Status` in the error's
@@ -512,5 +537,52 @@ mod tests {
 
         assert_eq!(ours.codes(), [Code::DeadlineExceeded]);
         assert_eq!(tonics.codes(), [Code::DeadlineExceeded]);
+    }
+
+    #[test]
+    fn header_finds_what_get_finds_in_small_and_large_maps() {
+        let name = HeaderName::from_static("x-wanted");
+        for others in [0, 3, SCAN_LIMIT, SCAN_LIMIT + 5] {
+            let mut headers = HeaderMap::new();
+            for i in 0..others {
+                let other = HeaderName::try_from(format!("x-other-{i}")).expect("a valid name");
+                headers.insert(other, HeaderValue::from(i));
+            }
+            assert_eq!(header(&headers, &name), None, "{others} others");
+            headers.append(name.clone(), HeaderValue::from_static("first"));
+            headers.append(name.clone(), HeaderValue::from_static("second"));
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+
+            assert_eq!(
+                header(&headers, &name),
+                headers.get(&name),
+                "{others} others"
+            );
+            assert_eq!(
+                header(&headers, &name),
+                Some(&HeaderValue::from_static("first"))
+            );
+        }
+    }
+
+    #[test]
+    fn status_code_reads_decimal_codes_and_nothing_else() {
+        let code = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(GRPC_STATUS, HeaderValue::from_static(value));
+            status_code(&headers)
+        };
+
+        assert_eq!(code("0"), Some(Code::Ok));
+        assert_eq!(code("8"), Some(Code::ResourceExhausted));
+        assert_eq!(code("16"), Some(Code::Unauthenticated));
+        assert_eq!(code("17"), Some(Code::Unknown));
+        for malformed in ["", "x", "1x", "-1", "+1", " 1", "99999999999"] {
+            assert_eq!(code(malformed), None, "{malformed:?}");
+        }
+        assert_eq!(status_code(&HeaderMap::new()), None);
     }
 }

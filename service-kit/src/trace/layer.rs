@@ -108,7 +108,9 @@ fn method<B>(request: &Request<B>) -> &str {
 
 fn server_span<B>(request: &Request<B>) -> Span {
     let headers = request.headers();
-    let parent = headers.contains_key(TRACEPARENT).then(|| extract(headers));
+    let parent = crate::rpc::header(headers, &TRACEPARENT)
+        .is_some()
+        .then(|| extract(headers));
     if parent.is_none() && !exporting() {
         return Span::none();
     }
