@@ -38,6 +38,13 @@ pub struct Plan {
     rounds: usize,
 }
 
+impl Plan {
+    /// A homepage run's `(warm-up, measured)` times.
+    fn page_times(&self) -> (Duration, Duration) {
+        (self.warmup_time, self.page_time)
+    }
+}
+
 pub const FULL: Plan = Plan {
     calls: 300_000,
     warmup_calls: 20_000,

@@ -75,13 +75,20 @@ impl Suite {
             .await?;
 
         let mut rounds = Vec::new();
+        let times = self.plan.page_times();
         for round in 0..self.plan.rounds {
             eprintln!("bench: round {}, homepage", round + 1);
             let (bare_servers, servers) = ([&bare], [&marketplace, &recommendations]);
-            let ceiling =
-                self.http_run(&bare_servers, bare_addr, None, placement, HTTP_CONNECTIONS);
+            let ceiling = self.http_run(
+                &bare_servers,
+                bare_addr,
+                None,
+                placement,
+                HTTP_CONNECTIONS,
+                times,
+            );
             let admins = Some((web_admin, grpc_admin));
-            let measured = self.http_run(&servers, web, admins, placement, HTTP_CONNECTIONS);
+            let measured = self.http_run(&servers, web, admins, placement, HTTP_CONNECTIONS, times);
             let pair = alternating(round, measured, ceiling).await?;
             rounds.push(pair);
         }
@@ -211,23 +218,10 @@ impl Suite {
         Ok(page)
     }
 
-    /// A warm-up, then one measured run of fixed time on `connections`.
-    /// `admins` (marketplace and recommendations) check every page.
+    /// A warm-up, then one measured run, of `(warm-up, measured)` times
+    /// (usually [`Plan::page_times`]), on `connections`. `admins`
+    /// (marketplace and recommendations) check every page.
     pub(super) async fn http_run(
-        &self,
-        servers: &[&Server],
-        addr: SocketAddr,
-        admins: Option<(SocketAddr, SocketAddr)>,
-        placement: &Placement,
-        connections: u32,
-    ) -> anyhow::Result<Figures> {
-        let times = (self.plan.warmup_time, self.plan.page_time);
-        self.http_run_for(servers, addr, admins, placement, connections, times)
-            .await
-    }
-
-    /// [`Suite::http_run`] with its own `(warm-up, measured)` times.
-    pub(super) async fn http_run_for(
         &self,
         servers: &[&Server],
         addr: SocketAddr,

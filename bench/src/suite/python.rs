@@ -91,6 +91,7 @@ impl Suite {
         let page = self.homepage(web).await?;
 
         let mut rounds = Vec::new();
+        let times = self.plan.page_times();
         for round in 0..self.plan.rounds {
             eprintln!("bench: round {}, homepage beside Python", round + 1);
             let (py_servers, servers) = (
@@ -98,8 +99,8 @@ impl Suite {
                 [&marketplace, &recommendations],
             );
             let admins = Some((web_admin, grpc_admin));
-            let ours = self.http_run(&servers, web, admins, &defaults, CONNECTIONS);
-            let theirs = self.http_run(&py_servers, py_web, None, &defaults, CONNECTIONS);
+            let ours = self.http_run(&servers, web, admins, &defaults, CONNECTIONS, times);
+            let theirs = self.http_run(&py_servers, py_web, None, &defaults, CONNECTIONS, times);
             let pair = alternating(round, ours, theirs).await?;
             rounds.push(pair);
         }

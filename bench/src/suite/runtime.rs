@@ -103,7 +103,7 @@ impl Suite {
         let servers = [&marketplace, &recommendations];
         let admins = Some((web_admin, grpc_admin));
         let figures = self
-            .http_run_for(
+            .http_run(
                 &servers,
                 web,
                 admins,
