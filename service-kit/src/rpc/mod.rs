@@ -128,7 +128,7 @@ where
         };
         ObserveFuture {
             inner: self.inner.call(request),
-            call: Some(call),
+            call: Some(Box::new(call)),
         }
     }
 }
@@ -151,8 +151,9 @@ pin_project! {
     pub struct ObserveFuture<F, O: RpcObserver> {
         #[pin]
         inner: F,
-        // `Some` until the response arrives; dropping it early reports CANCELLED.
-        call: Option<Call<O>>,
+        // `Some` until the response arrives; dropping it early reports
+        // CANCELLED. Boxed, as in `ObservedBody`.
+        call: Option<Box<Call<O>>>,
     }
 }
 
@@ -201,8 +202,11 @@ pin_project! {
     pub struct ObservedBody<B, O: RpcObserver> {
         #[pin]
         inner: B,
-        // `Some` until the status is known.
-        call: Option<Call<O>>,
+        // `Some` until the status is known. Boxed: the future and then the
+        // body are moved many times between the service and the
+        // connection's task, and a pointer is cheaper to move than the call
+        // (docs/benchmarks/history.md, "What the server's layers cost").
+        call: Option<Box<Call<O>>>,
     }
 }
 
@@ -269,7 +273,11 @@ struct Call<O: RpcObserver> {
 }
 
 impl<O: RpcObserver> Call<O> {
-    fn end(mut self, code: Code) {
+    #[expect(
+        clippy::boxed_local,
+        reason = "the call stays where it is until it is freed: moving it out of its box is what boxing it saves"
+    )]
+    fn end(mut self: Box<Self>, code: Code) {
         self.report(code);
         self.ended = true;
     }
