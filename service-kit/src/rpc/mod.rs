@@ -331,8 +331,9 @@ const SCAN_LIMIT: usize = 8;
 ///
 /// The header maps of a gRPC call hold a handful of entries (a unary
 /// response's headers one, its trailers one or two), and comparing a few
-/// names costs less than hashing one, which `get` does first: this saves
-/// some 100 instructions per lookup, and a call makes several
+/// names costs less than hashing one, which `get` does first. A Recommend
+/// call makes five such lookups on the server, and scanning (with reading
+/// `grpc-status` digit by digit) saved 276 instructions per call
 /// (docs/benchmarks/history.md, "Header lookups"). Larger maps are hashed.
 pub fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
     if headers.len() > SCAN_LIMIT {
