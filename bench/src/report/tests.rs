@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Fails with the whole report when `md` lacks `text`.
+fn assert_has(md: &str, text: &str) {
+    assert!(md.contains(text), "no {text:?} in:\n{md}");
+}
+
 fn figures(rate: f64, cpu_us: f64) -> Figures {
     Figures {
         rate,
@@ -127,28 +132,25 @@ fn ratios_are_the_median_of_each_rounds_ratio() {
 fn the_section_has_ratios_memory_and_targets() {
     let md = markdown(&results(), "chart.svg");
 
-    assert!(
-        md.contains("| Recommend (v1) | recommendations | 90,000 | 500 µs | 1.50 ms | 11.0 µs | 25 % | 0.90×, 1.10× |"),
-        "{md}"
+    assert_has(
+        &md,
+        "| Recommend (v1) | recommendations | 90,000 | 500 µs | 1.50 ms | 11.0 µs | 25 % | 0.90×, 1.10× |",
     );
-    assert!(md.contains("| recommendations | gRPC | 9.2 MB |"), "{md}");
-    assert!(
-        md.contains("| recommendations | call of a page | 40,100 | 56,882 |"),
-        "{md}"
+    assert_has(&md, "| recommendations | gRPC | 9.2 MB |");
+    assert_has(
+        &md,
+        "| recommendations | call of a page | 40,100 | 56,882 |",
     );
-    assert!(md.contains("| both services | page | | 147,372 |"), "{md}");
-    assert!(
-        md.contains("| Flask | 1,000 | 500 µs | 1.50 ms | 1500.0 µs | 25 % |"),
-        "{md}"
+    assert_has(&md, "| both services | page | | 147,372 |");
+    assert_has(
+        &md,
+        "| Flask | 1,000 | 500 µs | 1.50 ms | 1500.0 µs | 25 % |",
     );
-    assert!(
-        md.contains("Ours serve 30.0× the pages per second, at 30.0× less CPU per page"),
-        "{md}"
+    assert_has(
+        &md,
+        "Ours serve 30.0× the pages per second, at 30.0× less CPU per page",
     );
-    assert!(
-        md.contains("| Recommend ≥ 0.90× bare tonic req/s | 0.90× | yes |"),
-        "{md}"
-    );
+    assert_has(&md, "| Recommend ≥ 0.90× bare tonic req/s | 0.90× | yes |");
     assert!(md.contains("![Throughput and CPU per request, service and ceiling](chart.svg)"));
 }
 
@@ -156,15 +158,13 @@ fn the_section_has_ratios_memory_and_targets() {
 fn each_runtime_choice_is_set_against_the_best_on_its_cpus_the_default_in_bold() {
     let md = markdown(&results(), "chart.svg");
 
-    assert!(
-        md.contains("| 2 CPUs | 16 | current-thread | 20,000 | 1.00× | 50.0 µs | 25 % |"),
-        "{md}"
+    assert_has(
+        &md,
+        "| 2 CPUs | 16 | current-thread | 20,000 | 1.00× | 50.0 µs | 25 % |",
     );
-    assert!(
-        md.contains(
-            "| 2 CPUs | 16 | **multi-thread, 2 workers (default)** | 15,000 | 0.75× | 80.0 µs | 25 % |"
-        ),
-        "{md}"
+    assert_has(
+        &md,
+        "| 2 CPUs | 16 | **multi-thread, 2 workers (default)** | 15,000 | 0.75× | 80.0 µs | 25 % |",
     );
 }
 
@@ -172,9 +172,9 @@ fn each_runtime_choice_is_set_against_the_best_on_its_cpus_the_default_in_bold()
 fn instructions_per_call_are_set_against_bare_tonics() {
     let md = markdown(&results(), "chart.svg");
 
-    assert!(
-        md.contains("| Recommend (v1) | 20,000 | 49,235 | 42,539 | 1.157× |"),
-        "{md}"
+    assert_has(
+        &md,
+        "| Recommend (v1) | 20,000 | 49,235 | 42,539 | 1.157× |",
     );
 }
 
@@ -182,11 +182,9 @@ fn instructions_per_call_are_set_against_bare_tonics() {
 fn the_components_add_up_across_both_services_the_largest_first() {
     let md = markdown(&results(), "chart.svg");
 
-    assert!(
-        md.contains(
-            "| Component (instructions per page) | marketplace | recommendations | both | share |"
-        ),
-        "{md}"
+    assert_has(
+        &md,
+        "| Component (instructions per page) | marketplace | recommendations | both | share |",
     );
     let h2 = md
         .find("| h2: HTTP/2 frames, HPACK, flow control | 20,000 | 15,000 | 35,000 | 87.5 % |")
@@ -215,7 +213,7 @@ fn a_run_of_one_part_shows_only_its_tables() {
         !md.contains("| Process |") && !md.contains("| Services on |"),
         "{md}"
     );
-    assert!(md.contains("| Instructions (callgrind) |"), "{md}");
+    assert_has(&md, "| Instructions (callgrind) |");
 }
 
 #[test]
