@@ -148,6 +148,8 @@ impl RecommendationsClient {
         // at start; afterwards the same steps cannot fail.
         endpoint_for(SocketAddr::from(([127, 0, 0, 1], 1)))
             .context("cannot set up the channel to recommendations")?;
+        // One logger for every replica's calls: one budget of lines.
+        let logger = RpcLogger::new(service_kit::metrics::Side::Client);
         let connect = move |addr: SocketAddr| {
             let endpoint = endpoint_for(addr)
                 .expect("checked at start: the same configuration with another address")
@@ -163,7 +165,7 @@ impl RecommendationsClient {
                 // One log event per call, with the final status, and its
                 // metrics, deadline misses included.
                 .layer(ObserveLayer::new((
-                    RpcLogger::new(service_kit::metrics::Side::Client),
+                    logger.clone(),
                     RpcMeter::new(metrics.clone()),
                 )))
                 // Innermost: every call gets the deadline, on the wire too.

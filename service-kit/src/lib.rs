@@ -3,6 +3,7 @@
 //!
 //! - [`cli`]: every service's command line: its settings and `healthcheck`;
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
+//! - [`log_limit`]: a bounded number of lines a second for what clients cause;
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`limits`]: every listener's limits, declared once as settings;
 //! - [`listener`]: accepting connections under a cap, backing off on errors;
@@ -25,6 +26,7 @@ pub mod files;
 pub mod http;
 pub mod limits;
 pub mod listener;
+pub mod log_limit;
 pub mod metrics;
 pub mod rpc;
 pub mod runtime;

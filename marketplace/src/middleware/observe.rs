@@ -1,7 +1,7 @@
 //! One log event and the metrics of every HTTP request, by matched route
 //! (never the raw path, so metrics stay bounded and logs hold no ids).
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -10,21 +10,45 @@ use axum::{
     response::Response,
 };
 use service_kit::{
+    log_limit::LogLimiter,
     metrics::{HttpMetrics, http_method},
     trace,
 };
-use tracing::{Instrument as _, Span, field::Empty};
+use tracing::{Instrument as _, Level, Span, field::Empty};
 
 /// The route label of requests that matched no route (404s).
 const UNMATCHED: &str = "unmatched";
+
+/// What the middleware shares between requests.
+#[derive(Debug)]
+pub struct Observer {
+    metrics: HttpMetrics,
+    limiter: LogLimiter,
+}
+
+impl Observer {
+    /// Records into `metrics`, with a fresh [`LogLimiter`].
+    pub fn new(metrics: HttpMetrics) -> Arc<Self> {
+        Arc::new(Self {
+            metrics,
+            limiter: LogLimiter::new(),
+        })
+    }
+}
 
 /// The middleware (see the module docs). Each request is served in a span
 /// named by the HTTP conventions (`GET /category/{slug}/books`) that
 /// continues the caller's trace (W3C `traceparent`) or starts one, and with
 /// a request id, the caller's `x-request-id` or else the trace id, echoed
 /// in the response and carried to recommendations. Successful requests log
-/// at DEBUG, client errors at INFO, server errors at ERROR.
-pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next: Next) -> Response {
+/// at DEBUG, client errors at INFO, server errors at ERROR, at most a few
+/// lines a second at each level (see [`service_kit::log_limit`]: a flood of
+/// 404s is not a flood of lines).
+pub async fn observe(
+    State(observer): State<Arc<Observer>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let method_label = http_method(&method);
@@ -69,7 +93,9 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
     let latency = started.elapsed();
 
     let status = response.status().as_u16();
-    metrics.finished(method_label, route, status, latency);
+    observer
+        .metrics
+        .finished(method_label, route, status, latency);
 
     let latency_ms = latency.as_secs_f64() * 1e3;
     span.record("http.response.status_code", status);
@@ -77,6 +103,12 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
         span.record("otel.status_code", "error");
         span.record("error.type", status);
     }
+    let wanted = match status {
+        500.. => Level::ERROR,
+        400..=499 => Level::INFO,
+        _ => Level::DEBUG,
+    };
+    let (level, held_back) = observer.limiter.level(wanted);
     macro_rules! log {
         ($level:expr) => {
             tracing::event!(
@@ -86,14 +118,19 @@ pub async fn observe(State(metrics): State<HttpMetrics>, request: Request, next:
                 status,
                 latency_ms,
                 request_id = request_id.to_str().unwrap_or_default(),
+                held_back,
                 "HTTP request finished"
             )
         };
     }
-    span.in_scope(|| match status {
-        500.. => log!(tracing::Level::ERROR),
-        400..=499 => log!(tracing::Level::INFO),
-        _ => log!(tracing::Level::DEBUG),
+    span.in_scope(|| {
+        if level == Level::ERROR {
+            log!(Level::ERROR);
+        } else if level == Level::INFO {
+            log!(Level::INFO);
+        } else {
+            log!(Level::DEBUG);
+        }
     });
     response.headers_mut().insert(trace::REQUEST_ID, request_id);
     response

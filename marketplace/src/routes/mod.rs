@@ -46,7 +46,10 @@ pub fn router(state: AppState, metrics: HttpMetrics) -> Router {
                 .map_response(security_headers)
                 // One log event and the metrics of each request, with the
                 // final status, 500s from panics included.
-                .layer(from_fn_with_state(metrics, observe::observe))
+                .layer(from_fn_with_state(
+                    observe::Observer::new(metrics),
+                    observe::observe,
+                ))
                 // Innermost: a panicking handler becomes the 500 page.
                 .layer(CatchPanicLayer::custom(errors::panic_page)),
         )

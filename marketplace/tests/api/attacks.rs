@@ -2,10 +2,13 @@
 //! sockets: slowloris, idle keep-alive connections, more connections than
 //! the cap, more requests than may be in flight.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use marketplace::{Application, Settings};
-use service_kit::limits::{AdminLimits, HttpLimits};
+use service_kit::{
+    limits::{AdminLimits, HttpLimits},
+    testing::Process,
+};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
@@ -181,4 +184,73 @@ async fn admin_connections_over_the_cap_are_closed_at_once() {
 
     assert!(refused, "the ninth connection is closed at once");
     assert_eq!(healthz, Some(200));
+}
+
+/// A client asking for nothing but pages that do not exist: the real
+/// binary, at its default log filter, writes a few lines a second, not one
+/// per request, and the line after the flood counts every one it held back.
+#[tokio::test]
+async fn a_flood_of_404s_writes_a_few_lines_a_second_and_counts_the_rest() {
+    const REQUESTS: u64 = 400;
+    let nowhere = service_kit::testing::free_addr([127, 0, 0, 1]);
+    let port = format!("--recommendations-port={}", nowhere.port());
+    let mut process = Process::start_with_env(
+        &PathBuf::from(env!("CARGO_BIN_EXE_marketplace")),
+        &[
+            "--listen=127.0.0.1:0",
+            "--admin-listen=127.0.0.1:0",
+            "--recommendations-host=127.0.0.1",
+            &port,
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    let web = Process::address(&process.serving(), "http");
+    let client = reqwest::Client::new();
+    let get = |id: &str| {
+        client
+            .get(format!("http://{web}/no-such-page"))
+            .header("x-request-id", id)
+            .send()
+    };
+
+    let started = std::time::Instant::now();
+    for i in 0..REQUESTS {
+        let status = get(&format!("flood-{i}")).await.expect("answered").status();
+        assert_eq!(status, 404);
+    }
+    let windows = started.elapsed().as_secs() + 2;
+    // One more in a later window: its line is let through.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    get("last").await.expect("answered");
+    let mut lines = Vec::new();
+    for _ in 0..100 {
+        lines = process
+            .log()
+            .into_iter()
+            .filter(|event| event["message"] == "HTTP request finished")
+            .collect();
+        if lines.iter().any(|line| line["request_id"] == "last") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let last = lines.last().expect("lines were written");
+    assert_eq!(last["request_id"], "last", "{lines:#?}");
+    let per_second = service_kit::log_limit::LogLimiter::LINES_PER_SECOND as u64;
+    let written = lines.len() as u64 - 1;
+    assert!(
+        (1..=per_second * windows).contains(&written),
+        "{written} lines for {REQUESTS} requests in {windows} windows"
+    );
+    let held_back: u64 = lines
+        .iter()
+        .map(|line| line["held_back"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        written + held_back,
+        REQUESTS,
+        "each request written or counted"
+    );
+    assert!(lines.iter().all(|line| line["level"] == "INFO"));
 }

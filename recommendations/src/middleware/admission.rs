@@ -11,15 +11,15 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
-    time::{Duration, Instant},
 };
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use service_kit::log_limit::LineBudget;
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -219,40 +219,17 @@ impl<B: Body> Body for AdmittedBody<B> {
 /// refusal would cost more than the refusals themselves. (Each refusal is
 /// still counted in the RPC metrics, code RESOURCE_EXHAUSTED.)
 #[derive(Debug)]
-struct RefusalLog {
-    started: Instant,
-    /// Refusals since the last line.
-    pending: AtomicU64,
-    /// When the last line was written, in ms from `started`.
-    last_ms: AtomicU64,
-}
+struct RefusalLog(LineBudget);
 
 impl RefusalLog {
-    const EVERY: Duration = Duration::from_secs(1);
-
     fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            pending: AtomicU64::new(0),
-            last_ms: AtomicU64::new(0),
-        }
+        Self(LineBudget::new(1))
     }
 
     fn refused(&self) {
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        let now_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let last_ms = self.last_ms.load(Ordering::Relaxed);
-        // The first refusal is logged at once, later ones a second apart.
-        let due = last_ms == 0 || now_ms.saturating_sub(last_ms) >= Self::EVERY.as_millis() as u64;
-        if due
-            && self
-                .last_ms
-                .compare_exchange(last_ms, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let refused = self.pending.swap(0, Ordering::Relaxed);
+        if let Some(held_back) = self.0.take() {
             tracing::warn!(
-                refused,
+                refused = held_back + 1,
                 "calls refused: too many in flight (see --concurrency-limit)"
             );
         }

@@ -255,6 +255,71 @@ async fn every_call_is_logged_once_with_method_code_latency_and_peer() {
 }
 
 #[tokio::test]
+async fn a_flood_of_client_errors_writes_a_few_lines_a_second_and_the_rest_at_debug() {
+    const CALLS: usize = 500;
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let server = spawn_dummy(roomy()).await;
+
+    let started = std::time::Instant::now();
+    for _ in 0..CALLS {
+        server.call("error").await.expect_err("NOT_FOUND");
+    }
+    // The one-second windows the calls fell in.
+    let windows = started.elapsed().as_secs() + 2;
+    // One more in a later window: its line is let through and counts the
+    // lines moved since the last one.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    server.call("error").await.expect_err("NOT_FOUND");
+
+    let events = logs.rpc_events();
+    assert_eq!(
+        events.len(),
+        CALLS + 1,
+        "every call is logged, at INFO or DEBUG"
+    );
+    let last = events.last().expect("the last call's line");
+    assert_eq!(
+        last["level"], "INFO",
+        "a later window lets a line through: {last}"
+    );
+    let info = events[..CALLS]
+        .iter()
+        .filter(|e| e["level"] == "INFO")
+        .count();
+    let per_second = service_kit::log_limit::LogLimiter::LINES_PER_SECOND as usize;
+    assert!(
+        (1..=per_second * windows as usize).contains(&info),
+        "{info} lines at INFO in {windows} windows"
+    );
+    assert_eq!(events[0]["level"], "INFO", "the first is let through");
+    // Each line let through counts exactly the lines moved to DEBUG since
+    // the one before it.
+    let mut moved = 0;
+    for event in &events {
+        assert_eq!(event["code"], "NOT_FOUND");
+        match event["level"].as_str() {
+            Some("DEBUG") => moved += 1,
+            Some("INFO") => {
+                let held_back = event["held_back"].as_u64().unwrap_or(0);
+                assert_eq!(held_back, moved, "{event}");
+                moved = 0;
+            }
+            other => panic!("a line at {other:?}: {event}"),
+        }
+    }
+    assert!(
+        CALLS - info >= CALLS / 2,
+        "most of the flood was moved to DEBUG: {info} at INFO"
+    );
+    assert!(
+        server
+            .metrics()
+            .contains(&counted("NOT_FOUND", CALLS as u64 + 1))
+    );
+}
+
+#[tokio::test]
 async fn metrics_count_calls_by_method_and_code() {
     let server = spawn_dummy(roomy()).await;
 

@@ -1,9 +1,15 @@
 //! The logging observer: one tracing event per gRPC call.
 
+use std::sync::Arc;
+
 use tonic::Code;
+use tracing::Level;
 
 use super::{RpcEnd, RpcObserver};
-use crate::metrics::{Side, code_name};
+use crate::{
+    log_limit::LogLimiter,
+    metrics::{Side, code_name},
+};
 
 /// Logs one event per call with its method, status code, latency and peer,
 /// and records the status on the call's span (see [`crate::trace`]).
@@ -17,15 +23,23 @@ use crate::metrics::{Side, code_name};
 /// (RESOURCE_EXHAUSTED) are at DEBUG: under overload a line per refused call
 /// would cost more than the refusal, so the admission layer says so once a
 /// second instead, with a count.
-#[derive(Clone, Copy, Debug)]
+///
+/// Lines above DEBUG are limited to a few a second at each level (see
+/// [`crate::log_limit`]): beyond that they are written at DEBUG, and the
+/// next line let through counts them in `held_back`.
+#[derive(Clone, Debug)]
 pub struct RpcLogger {
     side: Side,
+    limiter: Arc<LogLimiter>,
 }
 
 impl RpcLogger {
     /// Logs the calls of one side (`rpc.side` field of every event).
     pub fn new(side: Side) -> Self {
-        Self { side }
+        Self {
+            side,
+            limiter: Arc::default(),
+        }
     }
 }
 
@@ -36,6 +50,17 @@ impl RpcObserver for RpcLogger {
         record_on_span(self.side, end.code, code);
         let latency_ms = end.elapsed.as_secs_f64() * 1e3;
         let peer = end.peer.map(tracing::field::display);
+        let wanted = match end.code {
+            Code::Ok => Level::DEBUG,
+            Code::ResourceExhausted if matches!(self.side, Side::Server) => Level::DEBUG,
+            Code::Internal | Code::Unknown | Code::DataLoss => Level::ERROR,
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted => Level::WARN,
+            _ => Level::INFO,
+        };
+        let (level, held_back) = self.limiter.level(wanted);
         macro_rules! log {
             ($level:expr) => {
                 tracing::event!(
@@ -45,23 +70,19 @@ impl RpcObserver for RpcLogger {
                     code,
                     latency_ms,
                     peer,
+                    held_back,
                     "gRPC call finished"
                 )
             };
         }
-        match end.code {
-            Code::Ok => log!(tracing::Level::DEBUG),
-            Code::ResourceExhausted if matches!(self.side, Side::Server) => {
-                log!(tracing::Level::DEBUG)
-            }
-            Code::Internal | Code::Unknown | Code::DataLoss => log!(tracing::Level::ERROR),
-            Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::ResourceExhausted
-            | Code::Aborted => {
-                log!(tracing::Level::WARN)
-            }
-            _ => log!(tracing::Level::INFO),
+        if level == Level::ERROR {
+            log!(Level::ERROR);
+        } else if level == Level::WARN {
+            log!(Level::WARN);
+        } else if level == Level::INFO {
+            log!(Level::INFO);
+        } else {
+            log!(Level::DEBUG);
         }
     }
 }
