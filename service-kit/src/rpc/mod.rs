@@ -16,6 +16,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
     time::{Duration, Instant},
 };
@@ -71,17 +72,21 @@ impl<A: RpcObserver, B: RpcObserver> RpcObserver for (A, B) {
 /// Wraps a service in [`Observe`].
 #[derive(Clone, Debug)]
 pub struct ObserveLayer<O> {
-    observer: O,
+    /// Shared by every call: one reference count per call, rather than one
+    /// for each of the observers' own shared parts.
+    observer: Arc<O>,
 }
 
 impl<O> ObserveLayer<O> {
     /// A layer that reports every call to `observer`.
     pub fn new(observer: O) -> Self {
-        Self { observer }
+        Self {
+            observer: Arc::new(observer),
+        }
     }
 }
 
-impl<S, O: Clone> Layer<S> for ObserveLayer<O> {
+impl<S, O> Layer<S> for ObserveLayer<O> {
     type Service = Observe<S, O>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -96,7 +101,7 @@ impl<S, O: Clone> Layer<S> for ObserveLayer<O> {
 #[derive(Clone, Debug)]
 pub struct Observe<S, O> {
     inner: S,
-    observer: O,
+    observer: Arc<O>,
 }
 
 impl<S, O, ReqBody, ResBody> Service<Request<ReqBody>> for Observe<S, O>
@@ -264,7 +269,7 @@ where
 /// at the same instant could end it), else as CANCELLED (the peer went
 /// away, or the caller gave up).
 struct Call<O: RpcObserver> {
-    observer: O,
+    observer: Arc<O>,
     method: Option<PathAndQuery>,
     peer: Option<SocketAddr>,
     deadline: Option<tokio::time::Instant>,
