@@ -126,6 +126,22 @@ impl Default for LogLimiter {
     }
 }
 
+/// `tracing::event!` at a level known only at run time, such as the one
+/// [`LogLimiter::level`] gives: the macro wants a constant level, so this
+/// writes one call site per level and picks one.
+#[macro_export]
+macro_rules! event_at {
+    ($level:expr, $($event:tt)+) => {
+        match $level {
+            ::tracing::Level::ERROR => ::tracing::event!(::tracing::Level::ERROR, $($event)+),
+            ::tracing::Level::WARN => ::tracing::event!(::tracing::Level::WARN, $($event)+),
+            ::tracing::Level::INFO => ::tracing::event!(::tracing::Level::INFO, $($event)+),
+            ::tracing::Level::DEBUG => ::tracing::event!(::tracing::Level::DEBUG, $($event)+),
+            _ => ::tracing::event!(::tracing::Level::TRACE, $($event)+),
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

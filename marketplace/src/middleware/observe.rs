@@ -109,28 +109,17 @@ pub async fn observe(
         _ => Level::DEBUG,
     };
     let (level, held_back) = observer.limiter.level(wanted);
-    macro_rules! log {
-        ($level:expr) => {
-            tracing::event!(
-                $level,
-                method = %method,
-                route,
-                status,
-                latency_ms,
-                request_id = request_id.to_str().unwrap_or_default(),
-                held_back,
-                "HTTP request finished"
-            )
-        };
-    }
     span.in_scope(|| {
-        if level == Level::ERROR {
-            log!(Level::ERROR);
-        } else if level == Level::INFO {
-            log!(Level::INFO);
-        } else {
-            log!(Level::DEBUG);
-        }
+        service_kit::event_at!(
+            level,
+            method = %method,
+            route,
+            status,
+            latency_ms,
+            request_id = request_id.to_str().unwrap_or_default(),
+            held_back,
+            "HTTP request finished"
+        );
     });
     response.headers_mut().insert(trace::REQUEST_ID, request_id);
     response

@@ -61,29 +61,16 @@ impl RpcObserver for RpcLogger {
             _ => Level::INFO,
         };
         let (level, held_back) = self.limiter.level(wanted);
-        macro_rules! log {
-            ($level:expr) => {
-                tracing::event!(
-                    $level,
-                    rpc.side = side,
-                    method = end.method,
-                    code,
-                    latency_ms,
-                    peer,
-                    held_back,
-                    "gRPC call finished"
-                )
-            };
-        }
-        if level == Level::ERROR {
-            log!(Level::ERROR);
-        } else if level == Level::WARN {
-            log!(Level::WARN);
-        } else if level == Level::INFO {
-            log!(Level::INFO);
-        } else {
-            log!(Level::DEBUG);
-        }
+        crate::event_at!(
+            level,
+            rpc.side = side,
+            method = end.method,
+            code,
+            latency_ms,
+            peer,
+            held_back,
+            "gRPC call finished"
+        );
     }
 }
 
