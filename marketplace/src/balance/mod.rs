@@ -421,8 +421,9 @@ impl<C> Pool<C> {
 
     /// Notes that a replica answered a call: one on probation is fully
     /// back, and one out of rotation (tried because every replica was) is
-    /// put back.
-    pub fn answered(&self, member: &Member<C>) {
+    /// put back, into the pool too if a probe round swapped it for a spare
+    /// while the call was in flight.
+    pub fn answered(&self, member: &Arc<Member<C>>) {
         if !member.is_down() && !member.on_probation.load(Ordering::Relaxed) {
             return;
         }
@@ -434,7 +435,45 @@ impl<C> Pool<C> {
             ejections.back_since = Some(Instant::now());
             drop(ejections);
             tracing::info!(endpoint = %member.addr, "recommendations replica back in rotation: it answered a call");
+            self.readmit(member);
         }
+    }
+
+    /// Puts `member` back in the pool if it was swapped out for a spare and
+    /// discovery still lists it (it waits among the spares): in place of a
+    /// member out of rotation, which becomes a spare, or in free room.
+    /// Otherwise the replica that answered would wait behind every spare
+    /// while pages go to members that never answer.
+    fn readmit(&self, member: &Arc<Member<C>>) {
+        let mut spares = self
+            .spares
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = self.snapshot();
+        if current.iter().any(|m| m.addr == member.addr) {
+            return;
+        }
+        let Some(spare) = spares.iter().position(|addr| *addr == member.addr) else {
+            // No longer listed: it has left for good.
+            return;
+        };
+        let mut members = current.to_vec();
+        match members.iter().position(|m| m.is_down()) {
+            Some(slot) => {
+                spares.remove(spare);
+                // The one it replaces goes to the back of the spares.
+                spares.insert(0, members[slot].addr);
+                members[slot] = member.clone();
+            }
+            None if members.len() < self.max_members.get() => {
+                spares.remove(spare);
+                members.push(member.clone());
+            }
+            None => return,
+        }
+        members.sort_by_key(|m| m.addr);
+        tracing::info!(endpoint = %member.addr, "recommendations replica back in the pool: it answered a call after making room for a spare");
+        self.replace_members(members);
     }
 
     /// Swaps the replicas out of rotation for spares, if any, then
@@ -580,6 +619,54 @@ mod tests {
         assert!(Arc::ptr_eq(&kept.member, &first.member) && kept.is_down());
     }
 
+    /// The race the discovery test found: every member is out of rotation,
+    /// a page tries one anyway, and the probe round swaps that member for a
+    /// spare while the call is in flight. When it answers, it comes back
+    /// into the pool, not only into rotation.
+    #[tokio::test]
+    async fn a_replica_that_answers_after_making_room_for_a_spare_comes_back() {
+        let pool = pool_of(3);
+        pool.update(&addrs(&(1..=10).collect::<Vec<_>>()));
+        assert!(pool.snapshot().iter().all(|m| m.is_down()));
+        let in_flight = pool.pick(None).expect("a member out of rotation");
+
+        let swapped = pool.swap_down_for_spares();
+        assert!(swapped.contains(&in_flight.addr));
+        assert!(!pool.addresses().contains(&in_flight.addr));
+
+        pool.answered(&in_flight.member);
+
+        let members = pool.snapshot();
+        assert_eq!(members.len(), 3, "still at most the cap");
+        let back = members
+            .iter()
+            .find(|m| m.addr == in_flight.addr)
+            .expect("back in the pool");
+        assert!(Arc::ptr_eq(back, &in_flight.member), "with its channel");
+        assert!(!back.is_down());
+        let spares = pool.spares.read().expect("not poisoned").clone();
+        assert_eq!(spares.len(), 7);
+        assert!(!spares.contains(&in_flight.addr));
+        for _ in 0..6 {
+            assert_eq!(pool.pick(None).expect("a member").addr, in_flight.addr);
+        }
+    }
+
+    /// One that discovery no longer lists stays out.
+    #[tokio::test]
+    async fn a_replica_no_longer_listed_is_not_readmitted() {
+        let pool = pool_of(3);
+        pool.update(&addrs(&(1..=10).collect::<Vec<_>>()));
+        let in_flight = pool.pick(None).expect("a member");
+        pool.swap_down_for_spares();
+        let rest: Vec<u16> = (1..=10).filter(|p| *p != in_flight.addr.port()).collect();
+        pool.update(&addrs(&rest));
+
+        pool.answered(&in_flight.member);
+
+        assert!(!pool.addresses().contains(&in_flight.addr));
+    }
+
     #[tokio::test]
     async fn the_pool_holds_at_most_its_cap_and_swaps_down_members_for_spares() {
         let pool = pool_of(3);
@@ -601,7 +688,7 @@ mod tests {
         };
         assert_eq!(pool.census(), census(0, 3, 7));
         let up = pool.pick(None).expect("a member");
-        pool.answered(&up);
+        pool.answered(&up.member);
         assert_eq!(pool.census(), census(1, 2, 7));
         let swapped = pool.swap_down_for_spares();
         assert_eq!(swapped.len(), 2);

@@ -3,7 +3,7 @@
 //! another, if the call may run twice, the deadline leaves time for it and
 //! the retry budget allows.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tonic::{Code, Status};
@@ -76,7 +76,7 @@ impl<C: Clone> Pool<C> {
                 deadline,
                 resends: 0,
             };
-            let status = match self.attempt(&first, &attempt, first_attempt).await {
+            let status = match self.attempt(&first.member, &attempt, first_attempt).await {
                 Err(status) if replica_failed(&status) => status,
                 other => return other,
             };
@@ -101,7 +101,7 @@ impl<C: Clone> Pool<C> {
                 deadline,
                 resends: 1,
             };
-            let result = self.attempt(&second, &attempt, retry).await;
+            let result = self.attempt(&second.member, &attempt, retry).await;
             if matches!(&result, Err(status) if replica_failed(status)) {
                 self.eject(&second);
             }
@@ -117,7 +117,7 @@ impl<C: Clone> Pool<C> {
 
     async fn attempt<T, F, Fut>(
         &self,
-        member: &Member<C>,
+        member: &Arc<Member<C>>,
         attempt: &F,
         this: Attempt,
     ) -> Result<T, Status>
