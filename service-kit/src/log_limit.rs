@@ -78,7 +78,6 @@ impl LineBudget {
 /// errors at INFO holds back no ERROR line.
 #[derive(Debug)]
 pub struct LogLimiter {
-    started: Instant,
     info: LineBudget,
     warn: LineBudget,
     error: LineBudget,
@@ -91,7 +90,6 @@ impl LogLimiter {
     /// A limiter with a fresh budget at each level.
     pub fn new() -> Self {
         Self {
-            started: Instant::now(),
             info: LineBudget::new(Self::LINES_PER_SECOND),
             warn: LineBudget::new(Self::LINES_PER_SECOND),
             error: LineBudget::new(Self::LINES_PER_SECOND),
@@ -103,17 +101,26 @@ impl LogLimiter {
     /// written at `level` (when any): `level` itself within its budget,
     /// DEBUG beyond it. DEBUG and TRACE lines are never limited.
     pub fn level(&self, level: Level) -> (Level, Option<u64>) {
-        self.level_at(level, self.started.elapsed())
+        self.level_with(level, LineBudget::take)
     }
 
+    #[cfg(test)]
     fn level_at(&self, level: Level, since_start: Duration) -> (Level, Option<u64>) {
+        self.level_with(level, |budget| budget.take_at(since_start))
+    }
+
+    fn level_with(
+        &self,
+        level: Level,
+        take: impl FnOnce(&LineBudget) -> Option<u64>,
+    ) -> (Level, Option<u64>) {
         let budget = match level {
             Level::INFO => &self.info,
             Level::WARN => &self.warn,
             Level::ERROR => &self.error,
             _ => return (level, None),
         };
-        match budget.take_at(since_start) {
+        match take(budget) {
             Some(held_back) => (level, (held_back > 0).then_some(held_back)),
             None => (Level::DEBUG, None),
         }
