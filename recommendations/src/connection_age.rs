@@ -1,39 +1,32 @@
 //! The hard end of a connection's life: closed `max age + grace` after it
 //! was accepted, whatever is still in flight on it.
 //!
-//! tonic's `max_connection_age` sends GOAWAY at `max age`, so clients open a
-//! new connection (and, behind a load balancer, may land on another replica)
-//! while the calls in flight finish. Its own `max_connection_age_grace` is
-//! not used: in tonic 0.14 setting it skips that GOAWAY altogether. This
-//! wrapper around each accepted socket supplies the grace period instead:
-//! once it has passed too, reads and writes fail and the connection closes.
+//! At `max age` the server sends GOAWAY ([`service_kit::graceful`]), so
+//! clients open a new connection (and, behind a load balancer, may land on
+//! another replica) while the calls in flight finish. This wrapper around
+//! each accepted socket ends the grace period: once it has passed too,
+//! reads and writes fail and the connection closes.
 
 use std::{
     io,
     pin::Pin,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::Duration,
 };
 
 use pin_project_lite::pin_project;
-use std::future::Future as _;
-
+use service_kit::graceful::Alarm;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    time::Sleep,
+    time::Instant,
 };
-use tonic::transport::server::Connected;
 
 pin_project! {
     /// An accepted connection that stops working at its deadline.
     pub struct AgeLimited<IO> {
         #[pin]
         io: IO,
-        // Boxed so that the wrapper stays Unpin, as tonic needs its IO.
-        deadline: Pin<Box<Sleep>>,
-        // The waker the timer wakes at the deadline; `None` until the
-        // first read arms the timer.
-        waker: Option<Waker>,
+        deadline: Alarm,
     }
 }
 
@@ -42,9 +35,13 @@ impl<IO> AgeLimited<IO> {
     pub fn new(io: IO, lifetime: Duration) -> Self {
         Self {
             io,
-            deadline: Box::pin(tokio::time::sleep(lifetime)),
-            waker: None,
+            deadline: Alarm::at(Instant::now() + lifetime),
         }
+    }
+
+    /// The connection itself.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
     }
 }
 
@@ -57,11 +54,9 @@ fn expired() -> io::Error {
 
 // Checking the deadline costs an atomic load per read or write. Each read
 // also makes sure that the timer wakes the task reading: a connection
-// always has a read pending, so it is closed on time even when idle. The
-// deadline is polled (which registers a waker with the timer) only when the
-// reader's waker is not the one registered, which for a connection served
-// by one task is once: polling it per read cost some 130 instructions per
-// call (docs/benchmarks/history.md, "What the server's layers cost").
+// always has a read pending, so it is closed on time even when idle.
+// Polling the timer on every read cost some 130 instructions per call
+// (docs/benchmarks/history.md, "What the server's layers cost").
 
 impl<IO: AsyncRead> AsyncRead for AgeLimited<IO> {
     fn poll_read(
@@ -70,16 +65,7 @@ impl<IO: AsyncRead> AsyncRead for AgeLimited<IO> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.project();
-        let registered = this
-            .waker
-            .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()));
-        if !registered {
-            if this.deadline.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(expired()));
-            }
-            *this.waker = Some(cx.waker().clone());
-        } else if this.deadline.is_elapsed() {
+        if this.deadline.poll_rung(cx) {
             return Poll::Ready(Err(expired()));
         }
         this.io.poll_read(cx, buf)
@@ -93,7 +79,7 @@ impl<IO: AsyncWrite> AsyncWrite for AgeLimited<IO> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        if this.deadline.is_elapsed() {
+        if this.deadline.has_rung() {
             return Poll::Ready(Err(expired()));
         }
         this.io.poll_write(cx, buf)
@@ -107,7 +93,7 @@ impl<IO: AsyncWrite> AsyncWrite for AgeLimited<IO> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        if this.deadline.is_elapsed() {
+        if this.deadline.has_rung() {
             return Poll::Ready(Err(expired()));
         }
         this.io.poll_write_vectored(cx, bufs)
@@ -123,14 +109,6 @@ impl<IO: AsyncWrite> AsyncWrite for AgeLimited<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().io.poll_shutdown(cx)
-    }
-}
-
-impl<IO: Connected> Connected for AgeLimited<IO> {
-    type ConnectInfo = IO::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod listener;
 pub mod middleware;
+pub mod serve;
 pub mod settings;
 pub mod startup;
 

@@ -1,11 +1,12 @@
-//! The gRPC listener's connections, from accept to handing them to tonic:
+//! The gRPC listener's connections, from accept to handing them to the
+//! server ([`crate::serve`]):
 //! a cap on connections open at once ([`service_kit::listener`]), a time
 //! limit on the TLS handshake (tonic's own has none) and on a plaintext
 //! client's first bytes, and the hard end of each connection's life
 //! ([`AgeLimited`]).
 //!
 //! Handshakes run in tasks of their own, so that a slow one never holds up
-//! the others; only finished connections reach tonic.
+//! the others; only finished connections reach the server.
 
 use std::{
     io,
@@ -22,8 +23,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, mpsc},
 };
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::{Connected as _, TcpConnectInfo};
 
 use crate::connection_age::AgeLimited;
 
@@ -39,13 +39,12 @@ pub struct Handshake {
     pub lifetime: Duration,
 }
 
-/// The connections accepted by `listener`, ready for tonic's
-/// `serve_with_incoming`. Accepting stops, and the listening socket closes,
-/// when the stream is dropped (tonic drops it at shutdown).
+/// The connections accepted by `listener`, ready to serve. Accepting stops,
+/// and the listening socket closes, when the receiver is dropped.
 pub fn incoming(
     listener: Listener,
     handshake: Handshake,
-) -> ReceiverStream<io::Result<AgeLimited<Connection>>> {
+) -> mpsc::Receiver<AgeLimited<Connection>> {
     let (ready, incoming) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -60,7 +59,7 @@ pub fn incoming(
                 match tokio::time::timeout(handshake.timeout, handshake.complete(accepted)).await {
                     Ok(Ok(connection)) => {
                         let connection = AgeLimited::new(connection, handshake.lifetime);
-                        let _ = ready.send(Ok(connection)).await;
+                        let _ = ready.send(connection).await;
                     }
                     Ok(Err(err)) => {
                         tracing::debug!(%peer, cause = %err, "connection closed during its handshake");
@@ -72,7 +71,7 @@ pub fn incoming(
             });
         }
     });
-    ReceiverStream::new(incoming)
+    incoming
 }
 
 impl Handshake {
@@ -113,11 +112,10 @@ enum Transport {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl Connected for Connection {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.info.clone()
+impl Connection {
+    /// The addresses at both ends, as tonic's handlers read them.
+    pub fn connect_info(&self) -> &TcpConnectInfo {
+        &self.info
     }
 }
 

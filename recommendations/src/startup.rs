@@ -1,7 +1,7 @@
 //! Building and running the server: the catalog, the listeners, the routes,
 //! the layer stack, and the shutdown sequence.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
@@ -20,7 +20,7 @@ use service_kit::{
     trace::RpcSpanLayer,
 };
 use tokio::net::TcpListener;
-use tonic::{service::Routes, transport::Server};
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tower::ServiceBuilder;
 
@@ -204,13 +204,12 @@ pub async fn serve_routes<F>(
     tls: Option<Arc<rustls::ServerConfig>>,
     metrics: RpcMetrics,
     stop: F,
-) -> Result<(), tonic::transport::Error>
+) -> Result<(), Infallible>
 where
     F: Future<Output = ()>,
 {
-    // ServiceBuilder order: the first layer is the outermost. tonic itself
-    // wraps this stack in its connection info and its handling of the
-    // client's `grpc-timeout` (which drops a call past its deadline).
+    // ServiceBuilder order: the first layer is the outermost. Each request
+    // comes with its peer's address (crate::serve).
     let layers = ServiceBuilder::new()
         // The call's span, continuing the caller's trace: entered around
         // everything below, so that their log lines carry its ids.
@@ -228,9 +227,10 @@ where
             limits.concurrency_limit as usize,
             GrpcLimits::HEALTH_CONCURRENCY_LIMIT,
         ))
-        // The server's own limits per call, deadline or not: the request
-        // message must arrive in time, and the call end in time, or the
-        // call ends with DEADLINE_EXCEEDED and its slot is freed.
+        // The limits per call, whatever deadline the client sent (or none):
+        // the request message must arrive in time, and the call end by its
+        // client's deadline and the server's maximum, or the call ends with
+        // DEADLINE_EXCEEDED and its slot is freed.
         .layer(CallTimeoutLayer::new(
             limits.request_timeout,
             limits.max_call_duration,
@@ -240,9 +240,9 @@ where
         // RESOURCE_EXHAUSTED.
         .layer(ErrorStatusLayer);
 
-    // Connections are capped and handshakes time-limited before tonic sees
-    // them; each is closed at the maximum age plus grace (GOAWAY comes at
-    // the maximum age: see connection_age for why not tonic's own grace).
+    // Connections are capped and handshakes time-limited before they are
+    // served; each is closed at the maximum age plus grace (GOAWAY comes at
+    // the maximum age).
     let incoming = listener::incoming(
         listener,
         Handshake {
@@ -251,18 +251,6 @@ where
             lifetime: limits.max_connection_age + limits.max_connection_age_grace,
         },
     );
-    Server::builder()
-        .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
-        .max_connection_age(limits.max_connection_age)
-        // One connection's share: streams over it are refused by h2 itself
-        // (REFUSED_STREAM), before any work is done for them.
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .http2_max_header_list_size(GrpcLimits::MAX_HEADER_LIST_BYTES)
-        // Rapid Reset (CVE-2023-44487): see max_pending_accept_reset_streams.
-        .http2_max_pending_accept_reset_streams(Some(limits.max_pending_accept_reset_streams()))
-        .layer(layers)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, stop)
-        .await
+    crate::serve::serve(incoming, layers.service(routes.prepare()), limits, stop).await;
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`limits`]: every listener's limits, declared once as settings;
 //! - [`listener`]: accepting connections under a cap, backing off on errors;
+//! - [`graceful`]: closing served connections at shutdown or a maximum age;
 //! - [`http`]: serving a router within those limits (timeouts, caps, 503s);
 //! - [`files`]: reading files named by settings, regular files only, capped;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
@@ -23,6 +24,7 @@
 pub mod admin;
 pub mod cli;
 pub mod files;
+pub mod graceful;
 pub mod http;
 pub mod limits;
 pub mod listener;

@@ -86,6 +86,16 @@ impl GrpcLimits {
         self.max_concurrent_streams as usize
     }
 
+    /// Streams the server may reset for a client's error over one
+    /// connection's life (h2's guard against MadeYouReset, CVE-2025-8671)
+    /// before it is closed with ENHANCE_YOUR_CALM. A stream refused past
+    /// --max-concurrent-streams counts, and so does its DATA frame if one
+    /// follows: a client that floods streams past its share is cut off
+    /// after 512 to 1,024 refusals, while one that steps over the limit
+    /// now and then (before it has read the server's SETTINGS) is not.
+    /// hyper's default; tonic's server turned it off.
+    pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
     /// The largest header block (metadata) a request may carry: gRPC's own
     /// implementations allow 8–16 KiB.
     pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;

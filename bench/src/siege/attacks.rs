@@ -18,7 +18,9 @@ impl Siege {
     }
 
     /// Attack 2: one connection opens 20,000 calls with a zero flow-control
-    /// window, so that no response can be sent.
+    /// window, so that no response can be sent. Past its share of streams
+    /// they are refused, and past GrpcLimits::MAX_LOCAL_ERROR_RESETS
+    /// refusals the connection is closed.
     pub async fn zero_window(&mut self) -> anyhow::Result<()> {
         self.one_connection_floods(
             "2. one connection opens 20,000 calls and reads nothing",
@@ -30,8 +32,9 @@ impl Siege {
     }
 
     /// One connection opens `calls` Recommend calls at once, as `flood`
-    /// says; all but the stream share must be refused, and a client on
-    /// another connection served.
+    /// says; all but the stream share must be refused (or, for a flood that
+    /// goes on past the bound on refusals, the connection closed with
+    /// ENHANCE_YOUR_CALM), and a client on another connection served.
     async fn one_connection_floods(
         &mut self,
         scenario: &'static str,
@@ -50,22 +53,42 @@ impl Siege {
                 attacker.send_message(stream, MESSAGE.len() as u32, &MESSAGE, true);
             }
         }
-        attacker.flush().await?;
         let refused = calls - MAX_CONCURRENT_STREAMS;
-        let seen = attacker
-            .read_until(Duration::from_secs(10), |seen| {
-                seen.resets_with(REFUSED_STREAM) >= refused
-            })
-            .await;
+        match flood {
+            Flood::HoldMessages => {
+                attacker.flush().await?;
+                let seen = attacker
+                    .read_until(Duration::from_secs(10), |seen| {
+                        seen.resets_with(REFUSED_STREAM) >= refused
+                    })
+                    .await;
+                self.check(
+                    scenario,
+                    seen.resets_with(REFUSED_STREAM) == refused,
+                    format!(
+                        "{} of {calls} streams refused (REFUSED_STREAM), {MAX_CONCURRENT_STREAMS} admitted",
+                        seen.resets_with(REFUSED_STREAM)
+                    ),
+                );
+            }
+            Flood::ReadNothing => {
+                // The server closes the connection before it has read it all.
+                let _ = attacker.flush().await;
+                let seen = attacker
+                    .read_until(Duration::from_secs(10), |seen| seen.closed)
+                    .await;
+                self.check(
+                    scenario,
+                    seen.goaway == Some(ENHANCE_YOUR_CALM),
+                    format!(
+                        "closed with GOAWAY {:?} (ENHANCE_YOUR_CALM is 11) after {} streams refused (REFUSED_STREAM)",
+                        seen.goaway,
+                        seen.resets_with(REFUSED_STREAM)
+                    ),
+                );
+            }
+        }
         let (probe, health) = well_behaved_grpc(target.grpc).await;
-        self.check(
-            scenario,
-            seen.resets_with(REFUSED_STREAM) == refused,
-            format!(
-                "{} of {calls} streams refused (REFUSED_STREAM), {MAX_CONCURRENT_STREAMS} admitted",
-                seen.resets_with(REFUSED_STREAM)
-            ),
-        );
         self.check_fairness(scenario, &probe, &health);
         self.check_memory(scenario, &target.server)?;
         drop(attacker);

@@ -1,19 +1,19 @@
-//! The server's own time limits on a call, whatever deadline its client
-//! sent (or none):
+//! The time limits on a call on the server:
 //!
 //! - the request message must have arrived within `request_timeout` of the
 //!   call's start: a client that opens a call and then sends its message
 //!   slowly, or never, holds a call slot for nothing;
-//! - the whole call must end within `max_call_duration`.
+//! - the whole call must end within its client's deadline (`grpc-timeout`)
+//!   or `max_call_duration`, whichever is shorter: a client that sent none
+//!   is bounded all the same, and one that gave up is not worked for.
 //!
 //! Past either, the call ends with DEADLINE_EXCEEDED and its future (and
 //! so its slot) is dropped.
 //!
-//! One timer serves both, and only when needed: a call whose client sent a
-//! `grpc-timeout` no longer than both limits is already ended in time by
-//! tonic's own timer, so it gets none here (the marketplace's calls all do).
-//! Each timer registered costs a lock and often a wake-up of the runtime's
-//! driver (a system call), which is a measurable share of a call this fast.
+//! One timer serves both, and only when needed: it is made when the call
+//! first waits, and most calls are answered at the first poll. Each timer
+//! registered costs a lock and often a wake-up of the runtime's driver (a
+//! system call), a measurable share of a call this fast.
 //!
 //! The timer is set for the message's limit first. When it fires, the call
 //! is polled: a request body still waiting for its message is past its own
@@ -86,31 +86,46 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let limits = self.limits;
-        let client = client_timeout(request.headers());
-        if client
-            .is_some_and(|client| client <= limits.request_timeout.min(limits.max_call_duration))
-        {
-            let request = request.map(|inner| TimedBody {
-                inner,
-                deadline: None,
-            });
-            return CallTimeoutFuture::Untimed {
-                inner: self.inner.call(request),
-            };
-        }
+        let limits = Limits::of(&self.limits, client_timeout(request.headers()));
         let start = Instant::now();
         let request = request.map(|inner| TimedBody {
             inner,
-            deadline: Some((start + limits.request_timeout, limits.request_timeout)),
+            deadline: limits.message.map(|limit| (start + limit, limit)),
         });
-        CallTimeoutFuture::Timed {
+        CallTimeoutFuture {
             inner: self.inner.call(request),
             // Made when the call first waits: most calls never do.
             timer: None,
             limit: Limit::Message,
             start,
             limits,
+        }
+    }
+}
+
+/// One call's limits, from its start.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    /// For the request message; `None` when the call's own limit is as
+    /// short.
+    message: Option<Duration>,
+    /// For the whole call.
+    call: Duration,
+    /// Whether `call` is the client's deadline rather than the server's
+    /// maximum.
+    clients: bool,
+}
+
+impl Limits {
+    fn of(layer: &CallTimeoutLayer, client: Option<Duration>) -> Self {
+        let (call, clients) = match client {
+            Some(client) if client < layer.max_call_duration => (client, true),
+            _ => (layer.max_call_duration, false),
+        };
+        Self {
+            message: (layer.request_timeout < call).then_some(layer.request_timeout),
+            call,
+            clients,
         }
     }
 }
@@ -124,20 +139,14 @@ enum Limit {
 
 pin_project! {
     /// The response future of [`CallTimeout`].
-    #[project = CallTimeoutProj]
-    pub enum CallTimeoutFuture<F> {
-        /// tonic's timer, set from the client's `grpc-timeout`, ends it first.
-        Untimed { #[pin] inner: F },
-        /// Our timer bounds it.
-        Timed {
-            #[pin]
-            inner: F,
-            #[pin]
-            timer: Option<Sleep>,
-            limit: Limit,
-            start: Instant,
-            limits: CallTimeoutLayer,
-        },
+    pub struct CallTimeoutFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        timer: Option<Sleep>,
+        limit: Limit,
+        start: Instant,
+        limits: Limits,
     }
 }
 
@@ -149,58 +158,57 @@ where
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            CallTimeoutProj::Untimed { inner } => inner.poll(cx),
-            CallTimeoutProj::Timed {
-                inner,
-                mut timer,
-                limit,
-                start,
-                limits,
-            } => {
-                // A request body past its deadline fails the call here.
-                if let Poll::Ready(result) = inner.poll(cx) {
-                    return Poll::Ready(result);
+        let this = self.project();
+        // A request body past its deadline fails the call here.
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(result);
+        }
+        let mut timer = this.timer;
+        if timer.is_none() {
+            let first = match this.limits.message {
+                Some(message) => *this.start + message,
+                None => {
+                    *this.limit = Limit::Call;
+                    *this.start + this.limits.call
                 }
-                if timer.is_none() {
-                    let first = if limits.request_timeout < limits.max_call_duration {
-                        *start + limits.request_timeout
-                    } else {
-                        *limit = Limit::Call;
-                        *start + limits.max_call_duration
-                    };
-                    timer.set(Some(tokio::time::sleep_until(first)));
-                }
-                let Some(mut timer) = timer.as_pin_mut() else {
-                    return Poll::Pending;
-                };
-                ready!(timer.as_mut().poll(cx));
-                match limit {
-                    Limit::Message => {
-                        // The call was polled past the message's deadline
-                        // and is still running: its message had come. What
-                        // is left is the call's own limit.
-                        *limit = Limit::Call;
-                        timer.as_mut().reset(*start + limits.max_call_duration);
-                        // Registers the waker for the new deadline.
-                        match timer.poll(cx) {
-                            Poll::Pending => Poll::Pending,
-                            Poll::Ready(()) => Poll::Ready(Ok(past_maximum(limits))),
-                        }
-                    }
-                    Limit::Call => Poll::Ready(Ok(past_maximum(limits))),
+            };
+            timer.set(Some(tokio::time::sleep_until(first)));
+        }
+        let Some(mut timer) = timer.as_pin_mut() else {
+            return Poll::Pending;
+        };
+        ready!(timer.as_mut().poll(cx));
+        match this.limit {
+            Limit::Message => {
+                // The call was polled past the message's deadline and is
+                // still running: its message had come. What is left is the
+                // call's own limit.
+                *this.limit = Limit::Call;
+                timer.as_mut().reset(*this.start + this.limits.call);
+                // Registers the waker for the new deadline.
+                match timer.poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => Poll::Ready(Ok(past_limit(this.limits))),
                 }
             }
+            Limit::Call => Poll::Ready(Ok(past_limit(this.limits))),
         }
     }
 }
 
-fn past_maximum<B: Default>(limits: &CallTimeoutLayer) -> Response<B> {
-    Status::deadline_exceeded(format!(
-        "the call ran past the server's maximum call duration ({:?})",
-        limits.max_call_duration
-    ))
-    .into_http()
+fn past_limit<B: Default>(limits: &Limits) -> Response<B> {
+    let message = if limits.clients {
+        format!(
+            "the call ran past its client's deadline ({:?}, from grpc-timeout)",
+            limits.call
+        )
+    } else {
+        format!(
+            "the call ran past the server's maximum call duration ({:?})",
+            limits.call
+        )
+    };
+    Status::deadline_exceeded(message).into_http()
 }
 
 /// The header that carries the client's deadline.
@@ -284,6 +292,28 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("grpc-timeout", HeaderValue::from_static(value));
         client_timeout(&headers)
+    }
+
+    #[test]
+    fn a_call_is_limited_by_the_shorter_of_its_clients_deadline_and_the_maximum() {
+        let layer = CallTimeoutLayer::new(Duration::from_secs(5), Duration::from_secs(10));
+
+        let none = Limits::of(&layer, None);
+        let longer = Limits::of(&layer, Some(Duration::from_secs(60)));
+        let between = Limits::of(&layer, Some(Duration::from_secs(7)));
+        let shorter = Limits::of(&layer, Some(Duration::from_secs(1)));
+
+        for limits in [none, longer] {
+            assert_eq!(limits.call, Duration::from_secs(10));
+            assert!(!limits.clients);
+            assert_eq!(limits.message, Some(Duration::from_secs(5)));
+        }
+        assert_eq!(between.call, Duration::from_secs(7));
+        assert!(between.clients);
+        assert_eq!(between.message, Some(Duration::from_secs(5)));
+        assert_eq!(shorter.call, Duration::from_secs(1));
+        assert!(shorter.clients);
+        assert_eq!(shorter.message, None, "the call's own limit comes first");
     }
 
     #[test]
