@@ -38,12 +38,14 @@ use hyper_util::{
 };
 use pin_project_lite::pin_project;
 use tokio::{
-    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    sync::{OwnedSemaphorePermit, Semaphore},
     time::{Instant, Sleep},
 };
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::Service;
 
 use crate::{
+    graceful::{Alarm, Stopping},
     limits::HttpLimits,
     listener::Listener,
     metrics::{HttpMetrics, http_method},
@@ -87,25 +89,24 @@ pub async fn serve(
         metrics,
     });
 
-    // Every connection task holds a receiver: the sender learns that all
-    // connections have closed when they are all dropped.
-    let (stopping, stopping_rx) = watch::channel(false);
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
     let mut stop = pin!(stop);
     loop {
         let accepted = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => accepted,
         };
-        tokio::spawn(serve_connection(
+        connections.spawn(serve_connection(
             shared.clone(),
             accepted,
-            stopping_rx.clone(),
+            Stopping::new(stopping.clone()),
         ));
     }
     drop(listener);
-    drop(stopping_rx);
-    let _ = stopping.send(true);
-    stopping.closed().await;
+    stopping.cancel();
+    connections.close();
+    connections.wait().await;
 }
 
 /// What every connection of one listener shares.
@@ -122,7 +123,7 @@ struct Shared {
 async fn serve_connection(
     shared: Arc<Shared>,
     accepted: crate::listener::Accepted,
-    mut stopping: watch::Receiver<bool>,
+    mut stopping: Stopping,
 ) {
     let activity = Arc::new(Activity::new(shared.metrics.clone()));
     let service = Bounded {
@@ -138,34 +139,30 @@ async fn serve_connection(
             .serve_connection(io, TowerToHyperService::new(service))
     );
     let idle_timeout = shared.idle_timeout;
-    let idle = tokio::time::sleep(idle_timeout);
-    let mut idle = pin!(idle);
+    let mut idle = Alarm::at(Instant::now() + idle_timeout);
     let mut closing = false;
-    loop {
-        tokio::select! {
-            // The connection first: it is what nearly every wake-up is for.
-            biased;
-            result = connection.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(cause = %err, peer = %accepted.peer, "HTTP connection ended with an error");
+    // The stop signal and the idle timer are checked at the cost of an
+    // atomic load per poll (see crate::graceful); the connection's task is
+    // polled several times per request.
+    let result = std::future::poll_fn(|cx| {
+        if !closing {
+            let mut close = stopping.poll_stopping(cx);
+            while !close && idle.poll_rung(cx) {
+                match activity.idle_deadline(idle_timeout) {
+                    Some(deadline) => idle.reset(deadline),
+                    None => close = true,
                 }
-                break;
             }
-            changed = stopping.changed(), if !closing => {
-                let _ = changed;
+            if close {
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            () = idle.as_mut(), if !closing => {
-                match activity.idle_deadline(idle_timeout) {
-                    Some(deadline) => idle.as_mut().reset(deadline),
-                    None => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                }
-            }
         }
+        connection.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(err) = result {
+        tracing::debug!(cause = %err, peer = %accepted.peer, "HTTP connection ended with an error");
     }
     drop(accepted.slot);
 }
