@@ -22,8 +22,8 @@ use protobufs::{
 use service_kit::{
     metrics::{RpcMetrics, code_name},
     rpc::{
-        CallDeadline, Deadline, DeadlineLayer, Observe, ObserveLayer, RpcLogger, RpcMeter,
-        code_of_error,
+        CallDeadline, Deadline, DeadlineLayer, EndStream, EndStreamLayer, Observe, ObserveLayer,
+        RpcLogger, RpcMeter, code_of_error,
     },
     trace::{ResendCount, RpcSpan, RpcSpanLayer},
 };
@@ -44,8 +44,9 @@ use crate::{
 };
 
 /// One replica's channel with its layers, outermost first: the span, logging
-/// and metrics (one observer), then the deadline.
-pub type RpcChannel = RpcSpan<Observe<Deadline<Channel>, (RpcLogger, RpcMeter)>>;
+/// and metrics (one observer), the deadline, then the request body's end
+/// with its message.
+pub type RpcChannel = RpcSpan<Observe<Deadline<EndStream<Channel>>, (RpcLogger, RpcMeter)>>;
 
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
@@ -168,8 +169,11 @@ impl RecommendationsClient {
                     logger.clone(),
                     RpcMeter::new(metrics.clone()),
                 )))
-                // Innermost: every call gets the deadline, on the wire too.
+                // Every call gets the deadline, on the wire too.
                 .layer(DeadlineLayer::new(timeout))
+                // Innermost: the request message's DATA frame ends the
+                // stream, with no empty frame after it.
+                .layer(EndStreamLayer)
                 .service(channel.clone());
             (channel, RecommendationsServiceClient::new(layered))
         };

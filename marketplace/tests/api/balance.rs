@@ -132,33 +132,17 @@ async fn with_every_replica_down_the_page_still_renders_with_a_notice() {
 async fn refusing_replica(addr: SocketAddr) -> SocketAddr {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    const SETTINGS: u8 = 0x4;
-    const HEADERS: u8 = 0x1;
-    const GOAWAY: u8 = 0x7;
-
-    fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let length = u32::try_from(payload.len())
-            .expect("a small frame")
-            .to_be_bytes();
-        let mut bytes = vec![length[1], length[2], length[3], kind, flags, 0, 0, 0, 0];
-        bytes.extend_from_slice(payload);
-        bytes
-    }
+    use crate::helpers::h2_frames::{self, ACK, GOAWAY, HEADERS, PREFACE, SETTINGS, frame};
 
     async fn refuse(mut socket: tokio::net::TcpStream) -> std::io::Result<()> {
         let mut preface = [0; PREFACE.len()];
         socket.read_exact(&mut preface).await?;
         socket.write_all(&frame(SETTINGS, 0, &[])).await?;
         loop {
-            let mut header = [0; 9];
-            socket.read_exact(&mut header).await?;
-            let length = u32::from_be_bytes([0, header[0], header[1], header[2]]);
-            let mut payload = vec![0; length as usize];
-            socket.read_exact(&mut payload).await?;
-            match header[3] {
-                SETTINGS if header[4] & 0x1 == 0 => {
-                    socket.write_all(&frame(SETTINGS, 0x1, &[])).await?;
+            let received = h2_frames::read(&mut socket).await?;
+            match received.kind {
+                SETTINGS if received.flags & ACK == 0 => {
+                    socket.write_all(&frame(SETTINGS, ACK, &[])).await?;
                 }
                 HEADERS => {
                     // Last stream 0 and NO_ERROR: "nothing you sent was seen".

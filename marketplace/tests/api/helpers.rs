@@ -137,3 +137,51 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|value| value.parse().ok())
 }
+
+/// HTTP/2 by hand, for the peers a test plays: a replica that misbehaves, or
+/// one that records what the marketplace's calls look like on the wire.
+pub mod h2_frames {
+    use tokio::{io::AsyncReadExt as _, net::TcpStream};
+
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const DATA: u8 = 0x0;
+    pub const HEADERS: u8 = 0x1;
+    pub const SETTINGS: u8 = 0x4;
+    pub const GOAWAY: u8 = 0x7;
+    /// END_STREAM on DATA and HEADERS; ACK on SETTINGS.
+    pub const END_STREAM: u8 = 0x1;
+    pub const ACK: u8 = 0x1;
+
+    /// One frame on stream 0.
+    pub fn frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let length = u32::try_from(payload.len())
+            .expect("a small frame")
+            .to_be_bytes();
+        let mut bytes = vec![length[1], length[2], length[3], kind, flags, 0, 0, 0, 0];
+        bytes.extend_from_slice(payload);
+        bytes
+    }
+
+    /// A frame as read: its type, flags, stream and payload.
+    pub struct Frame {
+        pub kind: u8,
+        pub flags: u8,
+        pub stream: u32,
+        pub payload: Vec<u8>,
+    }
+
+    /// Reads the next frame.
+    pub async fn read(socket: &mut TcpStream) -> std::io::Result<Frame> {
+        let mut header = [0; 9];
+        socket.read_exact(&mut header).await?;
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]);
+        let mut payload = vec![0; length as usize];
+        socket.read_exact(&mut payload).await?;
+        Ok(Frame {
+            kind: header[3],
+            flags: header[4],
+            stream: u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff,
+            payload,
+        })
+    }
+}

@@ -14,3 +14,4 @@ mod replicas;
 mod shutdown;
 mod tls;
 mod tracing;
+mod wire;

@@ -8,6 +8,7 @@
 //! alike) never miss or double-count a call.
 
 mod deadline;
+mod end_stream;
 mod logging;
 mod metrics;
 
@@ -28,6 +29,7 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 pub use deadline::{CallDeadline, Deadline, DeadlineLayer};
+pub use end_stream::{EndStream, EndStreamLayer, PeekedEnd};
 pub use logging::RpcLogger;
 pub use metrics::RpcMeter;
 
