@@ -93,9 +93,13 @@ impl<B: Body<Data = Bytes, Error = Status>> Body for PeekedEnd<B> {
             *this.ahead = Some(None);
             return Poll::Ready(None);
         };
-        // A body whose next poll is ready says so now; one that would wait
-        // is asked again on the next poll (its waker is registered).
-        if let Poll::Ready(next) = this.inner.poll_frame(cx) {
+        // After data, a body whose next poll is ready says so now; one that
+        // would wait is asked again on the next poll (its waker is
+        // registered). An error or trailers end the body: it is not polled
+        // past them.
+        if frame.as_ref().is_ok_and(Frame::is_data)
+            && let Poll::Ready(next) = this.inner.poll_frame(cx)
+        {
             *this.ahead = Some(next);
         }
         Poll::Ready(Some(frame))
@@ -169,6 +173,17 @@ mod tests {
         assert!(!body.is_end_stream(), "an error is still to come");
         let err = body.frame().await.expect("a frame").expect_err("the error");
         assert_eq!(err.message(), "broken");
+    }
+
+    #[tokio::test]
+    async fn a_body_is_not_polled_past_an_error() {
+        let chunks = vec![
+            Err(Status::internal("broken")),
+            Ok(Frame::data(Bytes::from_static(b"after the error"))),
+        ];
+        let mut body = PeekedEnd::new(StreamBody::new(tokio_stream::iter(chunks)));
+        assert!(body.frame().await.expect("a frame").is_err());
+        assert!(body.ahead.is_none(), "nothing polled after the error");
     }
 
     #[tokio::test]
