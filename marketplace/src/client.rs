@@ -22,15 +22,12 @@ use protobufs::{
 use service_kit::{
     metrics::{RpcMetrics, code_name},
     rpc::{
-        CallDeadline, Deadline, DeadlineLayer, EndStream, EndStreamLayer, Observe, ObserveLayer,
+        CallDeadline, ChannelSettings, Deadline, DeadlineLayer, H2Channel, Observe, ObserveLayer,
         RpcLogger, RpcMeter, code_of_error,
     },
     trace::{ResendCount, RpcSpan, RpcSpanLayer},
 };
-use tonic::{
-    Code, Request, Status,
-    transport::{Channel, Endpoint},
-};
+use tonic::{Code, Request, Status};
 use tower::ServiceBuilder;
 
 use crate::{
@@ -44,9 +41,8 @@ use crate::{
 };
 
 /// One replica's channel with its layers, outermost first: the span, logging
-/// and metrics (one observer), the deadline, then the request body's end
-/// with its message.
-pub type RpcChannel = RpcSpan<Observe<Deadline<EndStream<Channel>>, (RpcLogger, RpcMeter)>>;
+/// and metrics (one observer), then the deadline.
+pub type RpcChannel = RpcSpan<Observe<Deadline<H2Channel>, (RpcLogger, RpcMeter)>>;
 
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
@@ -137,28 +133,15 @@ impl RecommendationsClient {
         let tls = settings
             .recommendations_tls()
             .context("cannot set up TLS toward recommendations")?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let endpoint_for = move |addr: SocketAddr| -> anyhow::Result<Endpoint> {
-            let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?;
-            Ok(match &tls {
-                Some(tls) => endpoint.tls_config(tls.clone())?,
-                None => endpoint,
-            })
-        };
-        // Build one endpoint now, so that a TLS setup tonic refuses fails
-        // at start; afterwards the same steps cannot fail.
-        endpoint_for(SocketAddr::from(([127, 0, 0, 1], 1)))
-            .context("cannot set up the channel to recommendations")?;
+        let mut channel_settings = ChannelSettings::new(
+            timeout,
+            http::HeaderValue::from_static(concat!("marketplace/", env!("CARGO_PKG_VERSION"))),
+        );
+        channel_settings.tls = tls;
         // One logger for every replica's calls: one budget of lines.
         let logger = RpcLogger::new(service_kit::metrics::Side::Client);
         let connect = move |addr: SocketAddr| {
-            let endpoint = endpoint_for(addr)
-                .expect("checked at start: the same configuration with another address")
-                .connect_timeout(timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(10));
-            let channel = endpoint.connect_lazy();
+            let channel = H2Channel::lazy(addr, channel_settings.clone());
             let layered = ServiceBuilder::new()
                 // Each attempt's span, a child of the page's, whose context
                 // and request id go on in the call's metadata.
@@ -171,9 +154,6 @@ impl RecommendationsClient {
                 )))
                 // Every call gets the deadline, on the wire too.
                 .layer(DeadlineLayer::new(timeout))
-                // Innermost: the request message's DATA frame ends the
-                // stream, with no empty frame after it.
-                .layer(EndStreamLayer)
                 .service(channel.clone());
             (channel, RecommendationsServiceClient::new(layered))
         };

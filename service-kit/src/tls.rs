@@ -1,5 +1,5 @@
 //! TLS for the gRPC hop (rustls, no OpenSSL): reading the PEM files, with
-//! errors that name the file and the problem, and building tonic's configs
+//! errors that name the file and the problem, and building the rustls configs
 //! so that a bad or mismatched file stops the process at start.
 
 use std::{path::Path, sync::Arc};
@@ -12,7 +12,6 @@ use rustls::{
     server::danger::{ClientCertVerified, ClientCertVerifier},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
-use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Reads a PEM file of one or more certificates; `what` names it in errors
 /// ("TLS certificate", "client CA").
@@ -228,25 +227,71 @@ impl ClientCertVerifier for NamedClients {
 
 /// The client side: verify the server against `ca` under the name
 /// `domain`; with `identity` (certificate, key), present a client
-/// certificate.
+/// certificate. HTTP/2 only (ALPN `h2`).
 pub fn client_config(
     ca: &Path,
     domain: &str,
     identity: Option<(&Path, &Path)>,
-) -> anyhow::Result<ClientTlsConfig> {
-    let mut config = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read_certificates(
-            ca,
-            "CA certificate",
-        )?))
-        .domain_name(domain);
-    if let Some((cert, key)) = identity {
-        config = config.identity(Identity::from_pem(
-            read_certificates(cert, "client certificate")?,
-            read_private_key(key)?,
-        ));
+) -> anyhow::Result<crate::rpc::ClientTls> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&read_certificates(ca, "CA certificate")?) {
+        let der = der.map_err(|err| {
+            anyhow!(
+                "the CA certificate file {} is not valid PEM: {err}",
+                ca.display()
+            )
+        })?;
+        roots.add(der).with_context(|| {
+            format!(
+                "the CA certificate file {} holds an unusable certificate",
+                ca.display()
+            )
+        })?;
     }
-    Ok(config)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("rustls has no safe protocol version")?
+    .with_root_certificates(roots);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain =
+                CertificateDer::pem_slice_iter(&read_certificates(cert, "client certificate")?)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| {
+                        anyhow!(
+                            "the client certificate file {} is not valid PEM: {err}",
+                            cert.display()
+                        )
+                    })?;
+            let private_key =
+                PrivateKeyDer::from_pem_slice(&read_private_key(key)?).map_err(|err| {
+                    anyhow!(
+                        "the TLS private key file {} is not valid PEM: {err}",
+                        key.display()
+                    )
+                })?;
+            builder
+                .with_client_auth_cert(chain, private_key)
+                .with_context(|| {
+                    format!(
+                        "the client certificate {} and key {} do not go together",
+                        cert.display(),
+                        key.display()
+                    )
+                })?
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let server_name = ServerName::try_from(domain.to_owned()).map_err(|err| {
+        anyhow!("the TLS domain {domain:?} is not a DNS name or IP address: {err}")
+    })?;
+    Ok(crate::rpc::ClientTls {
+        config: Arc::new(config),
+        server_name,
+    })
 }
 
 #[cfg(test)]

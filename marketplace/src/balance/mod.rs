@@ -43,7 +43,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use tonic::transport::Channel;
+use service_kit::rpc::H2Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -58,7 +58,7 @@ pub struct Member<C> {
     /// The client over this replica's channel (with the client layers).
     pub client: C,
     /// The bare channel, for health checks that should not count as calls.
-    channel: Channel,
+    channel: H2Channel,
     /// Out of rotation.
     down: AtomicBool,
     /// Back in rotation after an ejection, until a call succeeds.
@@ -149,7 +149,7 @@ impl<C> Drop for Picked<C> {
 }
 
 /// Makes the channel and client of a newly found replica.
-pub type Connect<C> = Box<dyn Fn(SocketAddr) -> (Channel, C) + Send + Sync>;
+pub type Connect<C> = Box<dyn Fn(SocketAddr) -> (H2Channel, C) + Send + Sync>;
 
 /// The current replicas: an immutable list swapped whole on each update, so
 /// that a pick only clones an `Arc`.
@@ -518,7 +518,7 @@ fn shuffle<T>(items: &mut [T]) {
 mod tests {
     use std::collections::HashMap;
 
-    use tonic::transport::Endpoint;
+    use service_kit::rpc::ChannelSettings;
 
     use super::*;
 
@@ -529,10 +529,11 @@ mod tests {
     fn pool_of(max: usize) -> Pool<SocketAddr> {
         Pool::new(
             Box::new(|addr| {
-                let channel = Endpoint::from_shared(format!("http://{addr}"))
-                    .map(|e| e.connect_lazy())
-                    .unwrap_or_else(|err| panic!("a valid URI: {err}"));
-                (channel, addr)
+                let settings = ChannelSettings::new(
+                    Duration::from_secs(1),
+                    http::HeaderValue::from_static("test"),
+                );
+                (H2Channel::lazy(addr, settings), addr)
             }),
             NonZeroUsize::new(max).expect("not zero"),
             Ejection {

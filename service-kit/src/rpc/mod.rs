@@ -7,8 +7,8 @@
 //! that the logging and metrics layers built on it (server and client side
 //! alike) never miss or double-count a call.
 
+mod channel;
 mod deadline;
-mod end_stream;
 mod logging;
 mod metrics;
 
@@ -28,8 +28,8 @@ use pin_project_lite::pin_project;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
+pub use channel::{ChannelSettings, ClientTls, EAGER_BYTES, H2Body, H2Channel};
 pub use deadline::{CallDeadline, Deadline, DeadlineLayer};
-pub use end_stream::{EndStream, EndStreamLayer, PeekedEnd};
 pub use logging::RpcLogger;
 pub use metrics::RpcMeter;
 
