@@ -746,6 +746,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn response_headers_over_the_limit_fail_the_call_not_the_channel() {
+        // Answers each call with 32 KiB of headers (the limit is 16 KiB).
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("a connection");
+            let mut connection = h2::server::handshake(socket).await.expect("a handshake");
+            while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                let response = Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("x-huge", "x".repeat(32 << 10))
+                    .body(())
+                    .expect("a valid response");
+                let _ = respond.send_response(response, true);
+            }
+        });
+        let mut channel = H2Channel::lazy(addr, settings());
+
+        let status = call(&mut channel, b"x")
+            .await
+            .expect_err("refused by the client");
+
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(
+            channel.is_connected(),
+            "one call's headers do not take the connection down"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn a_refused_connection_is_unavailable_and_names_the_server() {
         // A port just freed: nothing listens on it.
         let addr = TcpListener::bind("127.0.0.1:0")
