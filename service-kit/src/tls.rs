@@ -42,6 +42,38 @@ pub fn read_private_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(pem)
 }
 
+/// The certificates of a PEM file; `what` names it in errors.
+fn certificate_chain(path: &Path, what: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_slice_iter(&read_certificates(path, what)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| anyhow!("the {what} file {} is not valid PEM: {err}", path.display()))
+}
+
+/// The private key of a PEM file.
+fn private_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_slice(&read_private_key(path)?).map_err(|err| {
+        anyhow!(
+            "the TLS private key file {} is not valid PEM: {err}",
+            path.display()
+        )
+    })
+}
+
+/// The certificates of a PEM file as trust anchors; `what` names it in
+/// errors.
+fn root_store(path: &Path, what: &str) -> anyhow::Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in certificate_chain(path, what)? {
+        roots.add(der).with_context(|| {
+            format!(
+                "the {what} file {} holds an unusable certificate",
+                path.display()
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
 /// Who may connect under mutual TLS.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAuth<'a> {
@@ -62,41 +94,15 @@ pub fn server_config(
     key: &Path,
     clients: Option<ClientAuth<'_>>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let chain = CertificateDer::pem_slice_iter(&read_certificates(cert, "TLS certificate")?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| {
-            anyhow!(
-                "the TLS certificate file {} is not valid PEM: {err}",
-                cert.display()
-            )
-        })?;
-    let private_key = PrivateKeyDer::from_pem_slice(&read_private_key(key)?).map_err(|err| {
-        anyhow!(
-            "the TLS private key file {} is not valid PEM: {err}",
-            key.display()
-        )
-    })?;
+    let chain = certificate_chain(cert, "TLS certificate")?;
+    let private_key = private_key(key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("rustls has no safe protocol version")?;
     let builder = match clients {
         Some(ClientAuth { ca, names }) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for der in CertificateDer::pem_slice_iter(&read_certificates(ca, "client CA")?) {
-                let der = der.map_err(|err| {
-                    anyhow!(
-                        "the client CA file {} is not valid PEM: {err}",
-                        ca.display()
-                    )
-                })?;
-                roots.add(der).with_context(|| {
-                    format!(
-                        "the client CA file {} holds an unusable certificate",
-                        ca.display()
-                    )
-                })?;
-            }
+            let roots = root_store(ca, "client CA")?;
             let anchors = roots.roots.clone();
             let algorithms = provider.signature_verification_algorithms;
             let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -233,21 +239,7 @@ pub fn client_config(
     domain: &str,
     identity: Option<(&Path, &Path)>,
 ) -> anyhow::Result<crate::rpc::ClientTls> {
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(&read_certificates(ca, "CA certificate")?) {
-        let der = der.map_err(|err| {
-            anyhow!(
-                "the CA certificate file {} is not valid PEM: {err}",
-                ca.display()
-            )
-        })?;
-        roots.add(der).with_context(|| {
-            format!(
-                "the CA certificate file {} holds an unusable certificate",
-                ca.display()
-            )
-        })?;
-    }
+    let roots = root_store(ca, "CA certificate")?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -256,33 +248,18 @@ pub fn client_config(
     .with_root_certificates(roots);
     let mut config = match identity {
         None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain =
-                CertificateDer::pem_slice_iter(&read_certificates(cert, "client certificate")?)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|err| {
-                        anyhow!(
-                            "the client certificate file {} is not valid PEM: {err}",
-                            cert.display()
-                        )
-                    })?;
-            let private_key =
-                PrivateKeyDer::from_pem_slice(&read_private_key(key)?).map_err(|err| {
-                    anyhow!(
-                        "the TLS private key file {} is not valid PEM: {err}",
-                        key.display()
-                    )
-                })?;
-            builder
-                .with_client_auth_cert(chain, private_key)
-                .with_context(|| {
-                    format!(
-                        "the client certificate {} and key {} do not go together",
-                        cert.display(),
-                        key.display()
-                    )
-                })?
-        }
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                certificate_chain(cert, "client certificate")?,
+                private_key(key)?,
+            )
+            .with_context(|| {
+                format!(
+                    "the client certificate {} and key {} do not go together",
+                    cert.display(),
+                    key.display()
+                )
+            })?,
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     let server_name = ServerName::try_from(domain.to_owned()).map_err(|err| {

@@ -127,31 +127,19 @@ async fn with_every_replica_down_the_page_still_renders_with_a_notice() {
 
 /// A replica going away: it speaks HTTP/2 but answers the first request of
 /// every connection with GOAWAY (NO_ERROR, last stream 0), refusing it, as
-/// a server does to a call that raced its shutdown. tonic reports such a
-/// call as INTERNAL ("h2 protocol error"), not UNAVAILABLE.
+/// a server does to a call that raced its shutdown. The channel reports
+/// such a call as UNAVAILABLE (the connection went away).
 async fn refusing_replica(addr: SocketAddr) -> SocketAddr {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
 
-    use crate::helpers::h2_frames::{self, ACK, GOAWAY, HEADERS, PREFACE, SETTINGS, frame};
+    use crate::helpers::h2_frames::{self, GOAWAY, HEADERS, frame};
 
     async fn refuse(mut socket: tokio::net::TcpStream) -> std::io::Result<()> {
-        let mut preface = [0; PREFACE.len()];
-        socket.read_exact(&mut preface).await?;
-        socket.write_all(&frame(SETTINGS, 0, &[])).await?;
-        loop {
-            let received = h2_frames::read(&mut socket).await?;
-            match received.kind {
-                SETTINGS if received.flags & ACK == 0 => {
-                    socket.write_all(&frame(SETTINGS, ACK, &[])).await?;
-                }
-                HEADERS => {
-                    // Last stream 0 and NO_ERROR: "nothing you sent was seen".
-                    socket.write_all(&frame(GOAWAY, 0, &[0; 8])).await?;
-                    return socket.shutdown().await;
-                }
-                _ => {}
-            }
-        }
+        h2_frames::accept(&mut socket).await?;
+        while h2_frames::next(&mut socket).await?.kind != HEADERS {}
+        // Last stream 0 and NO_ERROR: "nothing you sent was seen".
+        socket.write_all(&frame(GOAWAY, 0, &[0; 8])).await?;
+        socket.shutdown().await
     }
 
     let listener = tokio::net::TcpListener::bind(addr)

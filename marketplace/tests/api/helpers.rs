@@ -141,7 +141,10 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 /// HTTP/2 by hand, for the peers a test plays: a replica that misbehaves, or
 /// one that records what the marketplace's calls look like on the wire.
 pub mod h2_frames {
-    use tokio::{io::AsyncReadExt as _, net::TcpStream};
+    use tokio::{
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::TcpStream,
+    };
 
     pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     pub const DATA: u8 = 0x0;
@@ -168,6 +171,28 @@ pub mod h2_frames {
         pub flags: u8,
         pub stream: u32,
         pub payload: Vec<u8>,
+    }
+
+    /// The server's side of the connection preface: reads the client's,
+    /// sends empty SETTINGS.
+    pub async fn accept(socket: &mut TcpStream) -> std::io::Result<()> {
+        let mut preface = [0; PREFACE.len()];
+        socket.read_exact(&mut preface).await?;
+        socket.write_all(&frame(SETTINGS, 0, &[])).await
+    }
+
+    /// The next frame other than SETTINGS, acknowledging those.
+    pub async fn next(socket: &mut TcpStream) -> std::io::Result<Frame> {
+        loop {
+            let received = read(socket).await?;
+            match received.kind {
+                SETTINGS if received.flags & ACK == 0 => {
+                    socket.write_all(&frame(SETTINGS, ACK, &[])).await?;
+                }
+                SETTINGS => {}
+                _ => return Ok(received),
+            }
+        }
     }
 
     /// Reads the next frame.

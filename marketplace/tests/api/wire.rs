@@ -4,14 +4,14 @@
 use std::{net::SocketAddr, time::Duration};
 
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::AsyncWriteExt as _,
     net::{TcpListener, TcpStream},
     sync::oneshot,
 };
 
 use crate::helpers::{
     get,
-    h2_frames::{self, ACK, DATA, END_STREAM, GOAWAY, PREFACE, SETTINGS, frame},
+    h2_frames::{self, DATA, END_STREAM, GOAWAY, frame},
     marketplace,
 };
 
@@ -21,32 +21,25 @@ type DataFrames = Vec<(usize, u8)>;
 /// Reads one connection until a stream ends, reports that stream's DATA
 /// frames, and closes the connection.
 async fn record(mut socket: TcpStream, report: oneshot::Sender<DataFrames>) -> std::io::Result<()> {
-    let mut preface = [0; PREFACE.len()];
-    socket.read_exact(&mut preface).await?;
-    socket.write_all(&frame(SETTINGS, 0, &[])).await?;
+    h2_frames::accept(&mut socket).await?;
     let mut frames: Vec<(u32, usize, u8)> = Vec::new();
     loop {
-        let received = h2_frames::read(&mut socket).await?;
-        match received.kind {
-            SETTINGS if received.flags & ACK == 0 => {
-                socket.write_all(&frame(SETTINGS, ACK, &[])).await?;
-            }
-            DATA => {
-                frames.push((received.stream, received.payload.len(), received.flags));
-                if received.flags & END_STREAM != 0 {
-                    let stream = received.stream;
-                    let _ = report.send(
-                        frames
-                            .into_iter()
-                            .filter(|(s, _, _)| *s == stream)
-                            .map(|(_, length, flags)| (length, flags))
-                            .collect(),
-                    );
-                    socket.write_all(&frame(GOAWAY, 0, &[0; 8])).await?;
-                    return socket.shutdown().await;
-                }
-            }
-            _ => {}
+        let received = h2_frames::next(&mut socket).await?;
+        if received.kind != DATA {
+            continue;
+        }
+        frames.push((received.stream, received.payload.len(), received.flags));
+        if received.flags & END_STREAM != 0 {
+            let stream = received.stream;
+            let _ = report.send(
+                frames
+                    .into_iter()
+                    .filter(|(s, _, _)| *s == stream)
+                    .map(|(_, length, flags)| (length, flags))
+                    .collect(),
+            );
+            socket.write_all(&frame(GOAWAY, 0, &[0; 8])).await?;
+            return socket.shutdown().await;
         }
     }
 }

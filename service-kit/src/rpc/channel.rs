@@ -160,11 +160,6 @@ impl H2Channel {
         }
     }
 
-    /// The server's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.shared.addr
-    }
-
     /// Whether a connection is up (or believed to be: a dead peer is found
     /// by the next call or keep-alive ping).
     pub fn is_connected(&self) -> bool {
@@ -363,8 +358,7 @@ impl Service<Request<tonic::body::Body>> for H2Channel {
     }
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move { shared.call(request).await })
+        Box::pin(self.shared.clone().call(request))
     }
 }
 
@@ -399,7 +393,7 @@ impl Inner {
                     tracing::debug!(server = %self.addr, error = %err, "connection gone: connecting again");
                     self.lost(generation);
                 }
-                Err(err) => return Err(self.status_of(err)),
+                Err(err) => return Err(status_of(self.addr, err)),
             }
         }
         let Some(mut sender) = sender else {
@@ -408,7 +402,7 @@ impl Inner {
         let end_at_once = body.is_end_stream();
         let (response, stream) = sender
             .send_request(request, end_at_once)
-            .map_err(|err| self.status_of(err))?;
+            .map_err(|err| status_of(self.addr, err))?;
         if !end_at_once {
             let mut pipe = Pipe {
                 body,
@@ -426,37 +420,37 @@ impl Inner {
                 tokio::spawn(std::future::poll_fn(move |cx| pipe.poll_pipe(cx)));
             }
         }
-        let response = response.await.map_err(|err| self.status_of(err))?;
+        let response = response.await.map_err(|err| status_of(self.addr, err))?;
         let (parts, recv) = response.into_parts();
         Ok(Response::from_parts(
             parts,
             H2Body {
                 recv,
                 data_done: false,
-                shared: self.clone(),
+                server: self.addr,
             },
         ))
     }
+}
 
-    /// The gRPC status of an HTTP/2 error, as gRPC's HTTP/2 mapping says:
-    /// a connection that broke or went away, or a stream refused, is
-    /// UNAVAILABLE (the replica's failure, not the request's).
-    fn status_of(&self, err: h2::Error) -> Status {
-        let code = if err.is_io() || err.is_go_away() {
-            Code::Unavailable
-        } else {
-            match err.reason() {
-                Some(Reason::REFUSED_STREAM) => Code::Unavailable,
-                Some(Reason::CANCEL) => Code::Cancelled,
-                Some(Reason::ENHANCE_YOUR_CALM) => Code::ResourceExhausted,
-                Some(Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
-                _ => Code::Internal,
-            }
-        };
-        let mut status = Status::new(code, format!("HTTP/2 with {}: {err}", self.addr));
-        status.set_source(Arc::new(err));
-        status
-    }
+/// The gRPC status of an HTTP/2 error, as gRPC's HTTP/2 mapping says:
+/// a connection that broke or went away, or a stream refused, is
+/// UNAVAILABLE (the replica's failure, not the request's).
+fn status_of(server: SocketAddr, err: h2::Error) -> Status {
+    let code = if err.is_io() || err.is_go_away() {
+        Code::Unavailable
+    } else {
+        match err.reason() {
+            Some(Reason::REFUSED_STREAM) => Code::Unavailable,
+            Some(Reason::CANCEL) => Code::Cancelled,
+            Some(Reason::ENHANCE_YOUR_CALM) => Code::ResourceExhausted,
+            Some(Reason::INADEQUATE_SECURITY) => Code::PermissionDenied,
+            _ => Code::Internal,
+        }
+    };
+    let mut status = Status::new(code, format!("HTTP/2 with {server}: {err}"));
+    status.set_source(Arc::new(err));
+    status
 }
 
 /// Hands a request's body to h2: each chunk at once while the request has
@@ -543,13 +537,13 @@ impl Pipe {
 pub struct H2Body {
     recv: RecvStream,
     data_done: bool,
-    shared: Arc<Inner>,
+    server: SocketAddr,
 }
 
 impl std::fmt::Debug for H2Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H2Body")
-            .field("server", &self.shared.addr)
+            .field("server", &self.server)
             .finish_non_exhaustive()
     }
 }
@@ -570,14 +564,14 @@ impl Body for H2Body {
                     let _ = this.recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Some(Err(err)) => return Poll::Ready(Some(Err(this.shared.status_of(err)))),
+                Some(Err(err)) => return Poll::Ready(Some(Err(status_of(this.server, err)))),
                 None => this.data_done = true,
             }
         }
         match ready!(this.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(err) => Poll::Ready(Some(Err(this.shared.status_of(err)))),
+            Err(err) => Poll::Ready(Some(Err(status_of(this.server, err)))),
         }
     }
 
