@@ -363,6 +363,25 @@ impl Service<Request<tonic::body::Body>> for H2Channel {
 }
 
 impl Inner {
+    /// A sender ready for a new stream. A connection that is going away
+    /// (GOAWAY, closed) fails `ready` before anything is sent: then once
+    /// more on a new connection.
+    async fn ready_sender(self: &Arc<Self>) -> Result<SendRequest<Bytes>, Status> {
+        let (generation, sender) = self.sender().await?;
+        match sender.ready().await {
+            Ok(ready) => Ok(ready),
+            Err(err) => {
+                tracing::debug!(server = %self.addr, error = %err, "connection gone: connecting again");
+                self.lost(generation);
+                let (_, sender) = self.sender().await?;
+                sender
+                    .ready()
+                    .await
+                    .map_err(|err| status_of(self.addr, err))
+            }
+        }
+    }
+
     async fn call(
         self: Arc<Self>,
         request: Request<tonic::body::Body>,
@@ -379,26 +398,7 @@ impl Inner {
             .insert(USER_AGENT, self.settings.user_agent.clone());
         let request = Request::from_parts(parts, ());
 
-        // A connection that is going away (GOAWAY, closed) fails `ready`
-        // before anything is sent: then once more on a new connection.
-        let mut sender = None;
-        for attempt in 0..2 {
-            let (generation, sender_) = self.sender().await?;
-            match sender_.ready().await {
-                Ok(ready) => {
-                    sender = Some(ready);
-                    break;
-                }
-                Err(err) if attempt == 0 => {
-                    tracing::debug!(server = %self.addr, error = %err, "connection gone: connecting again");
-                    self.lost(generation);
-                }
-                Err(err) => return Err(status_of(self.addr, err)),
-            }
-        }
-        let Some(mut sender) = sender else {
-            return Err(self.unavailable("no connection to", "gone twice"));
-        };
+        let mut sender = self.ready_sender().await?;
         let end_at_once = body.is_end_stream();
         let (response, stream) = sender
             .send_request(request, end_at_once)
