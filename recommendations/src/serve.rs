@@ -20,12 +20,13 @@ use std::{
 use http::{Request, Response};
 use hyper::{body::Incoming, server::conn::http2};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioIo},
     service::TowerToHyperService,
 };
 use service_kit::{
     graceful::{Graceful, Stopping},
     limits::GrpcLimits,
+    timer::CoarseTimer,
 };
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -55,7 +56,8 @@ pub async fn serve<S, B>(
 {
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2
-        .timer(TokioTimer::new())
+        // hyper reads its clock on every frame for keep-alive: a cheap one.
+        .timer(CoarseTimer::new())
         // PINGs that find dead peers, whose calls would hold their slots.
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout)

@@ -32,7 +32,7 @@ use axum::{
 };
 use http_body::Frame;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioIo},
     server::conn::auto,
     service::TowerToHyperService,
 };
@@ -49,6 +49,7 @@ use crate::{
     limits::HttpLimits,
     listener::Listener,
     metrics::{HttpMetrics, http_method},
+    timer::CoarseTimer,
 };
 
 /// HTTP/2 streams one connection may have open at once.
@@ -71,12 +72,12 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer::new())
         .header_read_timeout(limits.http_header_read_timeout)
         .keep_alive(true);
     builder
         .http2()
-        .timer(TokioTimer::new())
+        .timer(CoarseTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(KEEPALIVE.0)
         .keep_alive_timeout(KEEPALIVE.1);

@@ -9,6 +9,7 @@
 //! - [`listener`]: accepting connections under a cap, backing off on errors;
 //! - [`graceful`]: closing served connections at shutdown or a maximum age;
 //! - [`http`]: serving a router within those limits (timeouts, caps, 503s);
+//! - [`timer`]: hyper's timer for every listener, with a cheap clock;
 //! - [`files`]: reading files named by settings, regular files only, capped;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
@@ -37,6 +38,7 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timer;
 pub mod tls;
 pub mod trace;
 
