@@ -82,7 +82,8 @@ impl Application {
         let listener = Listener::new(listener, settings.limits.max_connections as usize, "grpc");
 
         let mut registry = Registry::default();
-        let metrics = RpcMetrics::register(&mut registry, Side::Server);
+        let metrics =
+            RpcMetrics::register(&mut registry, Side::Server).only_methods(served_methods()?);
         let books = Gauge::<i64>::default();
         books.set(i64::try_from(catalog.len()).unwrap_or(i64::MAX));
         registry.register(
@@ -151,6 +152,39 @@ impl Application {
         };
         self.service.serve(serve, going_away, shutdown).await
     }
+}
+
+/// Every method the server serves, `package.Service/Method`, from the
+/// descriptors that reflection serves: the methods with metric labels of
+/// their own (see `RpcMetrics::only_methods`).
+pub fn served_methods() -> anyhow::Result<Vec<String>> {
+    use prost::Message as _;
+    let mut methods = Vec::new();
+    for set in [
+        protobufs::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ] {
+        let set = prost_types::FileDescriptorSet::decode(set)
+            .context("decoding a built-in file descriptor set")?;
+        for file in set.file {
+            let package = file.package().to_owned();
+            for service in file.service {
+                let service_name = match package.as_str() {
+                    "" => service.name().to_owned(),
+                    package => format!("{package}.{}", service.name()),
+                };
+                methods.extend(
+                    service
+                        .method
+                        .iter()
+                        .map(|method| format!("{service_name}/{}", method.name())),
+                );
+            }
+        }
+    }
+    Ok(methods)
 }
 
 /// Every service of the server: both bookstore contracts over one shared
@@ -253,4 +287,26 @@ where
     );
     crate::serve::serve(incoming, layers.service(routes.prepare()), limits, stop).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_served_methods_are_both_contracts_health_and_reflection() {
+        let mut methods = super::served_methods().expect("the built-in descriptors decode");
+        methods.sort();
+
+        assert_eq!(
+            methods,
+            [
+                "Recommendations/Recommend",
+                "bookstore.recommendations.v1.RecommendationsService/ListBooks",
+                "bookstore.recommendations.v1.RecommendationsService/Recommend",
+                "grpc.health.v1.Health/Check",
+                "grpc.health.v1.Health/Watch",
+                "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            ]
+        );
+    }
 }

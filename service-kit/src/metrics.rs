@@ -88,11 +88,20 @@ pub struct RpcMetrics {
     /// later calls cost no label allocation and no family lookup. A short
     /// list, searched in order (cheaper than hashing a path per call), and
     /// bounded as the method labels are (see [`RpcMetrics::finished`]).
-    series: Arc<RwLock<Vec<NamedSeries>>>,
+    series: Arc<RwLock<Series>>,
 }
 
 /// A method and its series.
 type NamedSeries = (Box<str>, Arc<MethodSeries>);
+
+/// The methods with series of their own.
+#[derive(Debug, Default)]
+struct Series {
+    named: Vec<NamedSeries>,
+    /// Set by [`RpcMetrics::only_methods`]: no other method is added, and
+    /// calls to one count as [`OTHER_METHOD`].
+    closed: bool,
+}
 
 /// One method's series: a duration histogram per status code, made on
 /// first use.
@@ -125,6 +134,29 @@ impl RpcMetrics {
         metrics
     }
 
+    /// From now on, labels only `methods` (`package.Service/Method`) by
+    /// name: calls to any other count as [`OTHER_METHOD`], whatever their
+    /// status. For a server, whose clients choose the path: without it, a
+    /// call refused before it reached a service (RESOURCE_EXHAUSTED under
+    /// overload) would be labelled with its path, and a client sending
+    /// random paths would grow the metrics, and this list, without bound.
+    pub fn only_methods<M: Into<Box<str>>>(self, methods: impl IntoIterator<Item = M>) -> Self {
+        {
+            let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+            for method in methods
+                .into_iter()
+                .map(Into::into)
+                .chain([OTHER_METHOD.into()])
+            {
+                if !series.named.iter().any(|(name, _)| *name == method) {
+                    series.named.push((method, Arc::default()));
+                }
+            }
+            series.closed = true;
+        }
+        self
+    }
+
     /// Records the start of a call.
     pub fn started(&self) {
         self.in_flight.inc();
@@ -140,7 +172,7 @@ impl RpcMetrics {
         } else {
             method.strip_prefix('/').unwrap_or(method)
         };
-        let series = self.series_of(method);
+        let (method, series) = self.series_of(method);
         let index = usize::try_from(code as i32).unwrap_or(0) % series.duration.len();
         series.duration[index]
             .get_or_init(|| {
@@ -155,23 +187,30 @@ impl RpcMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    fn series_of(&self, method: &str) -> Arc<MethodSeries> {
-        let find = |known: &[NamedSeries]| {
-            known
-                .iter()
-                .find(|(name, _)| **name == *method)
-                .map(|(_, series)| Arc::clone(series))
+    /// The label and the series of `method`: its own, or those of
+    /// [`OTHER_METHOD`] once the methods are closed.
+    fn series_of<'m>(&self, method: &'m str) -> (&'m str, Arc<MethodSeries>) {
+        let find = |series: &Series| {
+            let named = |name: &'m str| {
+                series
+                    .named
+                    .iter()
+                    .find(|(known, _)| **known == *name)
+                    .map(|(_, found)| (name, Arc::clone(found)))
+            };
+            named(method).or_else(|| series.closed.then(|| named(OTHER_METHOD)).flatten())
         };
-        if let Some(series) = find(&self.series.read().unwrap_or_else(PoisonError::into_inner)) {
-            return series;
+        if let Some(found) = find(&self.series.read().unwrap_or_else(PoisonError::into_inner)) {
+            return found;
         }
-        let mut known = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = find(&known) {
-            return series;
+        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = find(&series) {
+            return found;
         }
-        let series = Arc::new(MethodSeries::default());
-        known.push((method.into(), Arc::clone(&series)));
-        series
+        let name = if series.closed { OTHER_METHOD } else { method };
+        let found = Arc::new(MethodSeries::default());
+        series.named.push((name.into(), Arc::clone(&found)));
+        (name, found)
     }
 }
 
@@ -302,5 +341,34 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("a.B/C"), "{text}");
+    }
+
+    #[test]
+    fn once_closed_only_the_served_methods_are_named_whatever_the_status() {
+        let mut registry = Registry::default();
+        let metrics =
+            RpcMetrics::register(&mut registry, Side::Server).only_methods(["pkg.Svc/Do"]);
+
+        for (path, code) in [
+            ("/pkg.Svc/Do", Code::Ok),
+            ("/probe.Random/One", Code::ResourceExhausted),
+            ("/probe.Random/Two", Code::ResourceExhausted),
+            ("/pkg.Svc/Do", Code::ResourceExhausted),
+        ] {
+            metrics.started();
+            metrics.finished(path, code, std::time::Duration::ZERO);
+        }
+
+        let text = encode(&registry).expect("encoding into a String cannot fail");
+        for expected in [
+            r#"rpc_method="pkg.Svc/Do",rpc_response_status_code="OK"} 1"#,
+            r#"rpc_method="pkg.Svc/Do",rpc_response_status_code="RESOURCE_EXHAUSTED"} 1"#,
+            r#"rpc_method="_OTHER",rpc_response_status_code="RESOURCE_EXHAUSTED"} 2"#,
+        ] {
+            assert!(text.contains(expected), "{expected} in {text}");
+        }
+        assert!(!text.contains("probe.Random"), "{text}");
+        let series = metrics.series.read().expect("not poisoned");
+        assert_eq!(series.named.len(), 2, "pkg.Svc/Do and _OTHER only");
     }
 }

@@ -421,3 +421,52 @@ async fn a_peer_that_stops_answering_pings_is_closed_by_keep_alive() {
     assert!(types.contains(&6), "no PING before the close: {types:?}");
     assert_eq!(ok_calls(&well_behaved(&app), 10).await, 10);
 }
+
+/// While every call slot is held, calls to random paths are refused before
+/// they reach a service (RESOURCE_EXHAUSTED): they count under one `_OTHER`
+/// label, not a label (and a series) per path the attacker chose.
+#[tokio::test]
+async fn refused_calls_to_random_paths_do_not_grow_the_metrics() {
+    const HELD: u32 = 4;
+    const PROBES: usize = 50;
+    let app = spawn_app_with(Settings {
+        limits: GrpcLimits {
+            concurrency_limit: HELD,
+            request_timeout: Duration::from_secs(30),
+            ..Settings::for_tests().limits
+        },
+        ..Settings::for_tests()
+    })
+    .await;
+    let mut holder = RawH2::connect(app.addr, &[]).await.expect("connects");
+    for _ in 0..HELD {
+        holder.open_call(RECOMMEND);
+    }
+    holder.flush().await.expect("sent");
+    let held = format!("rpc_server_active_calls {HELD}");
+    let mut waited = 0;
+    while !app.admin_get("/metrics").await.1.contains(&held) {
+        waited += 1;
+        assert!(waited < 100, "the held calls were never all in flight");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut prober = RawH2::connect(app.addr, &[]).await.expect("connects");
+    for probe in 0..PROBES {
+        prober.open_call(&format!("/probe.Random{probe}/Method{probe}"));
+    }
+    prober.flush().await.expect("sent");
+    let answered = prober
+        .read_until(Duration::from_secs(10), |seen| seen.headers >= PROBES)
+        .await;
+
+    let (_, metrics) = app.admin_get("/metrics").await;
+    assert_eq!(answered.headers, PROBES, "{answered:?}");
+    assert!(
+        metrics.contains(&format!(
+            r#"rpc_method="_OTHER",rpc_response_status_code="RESOURCE_EXHAUSTED"}} {PROBES}"#
+        )),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("probe.Random"), "{metrics}");
+}
