@@ -25,7 +25,7 @@ use service_kit::{
         CallDeadline, ChannelSettings, Deadline, DeadlineLayer, H2Channel, Observe, ObserveLayer,
         RpcLogger, RpcMeter, code_of_error,
     },
-    trace::{ResendCount, RpcSpan, RpcSpanLayer},
+    trace::{CallSpans, ResendCount},
 };
 use tonic::{Code, Request, Status};
 use tower::ServiceBuilder;
@@ -42,7 +42,7 @@ use crate::{
 
 /// One replica's channel with its layers, outermost first: the span, logging
 /// and metrics (one observer), then the deadline.
-pub type RpcChannel = RpcSpan<Observe<Deadline<H2Channel>, (RpcLogger, RpcMeter)>>;
+pub type RpcChannel = Observe<Deadline<H2Channel>, (RpcLogger, RpcMeter)>;
 
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
@@ -143,15 +143,14 @@ impl RecommendationsClient {
         let connect = move |addr: SocketAddr| {
             let channel = H2Channel::lazy(addr, channel_settings.clone());
             let layered = ServiceBuilder::new()
-                // Each attempt's span, a child of the page's, whose context
-                // and request id go on in the call's metadata.
-                .layer(RpcSpanLayer::client(addr))
                 // One log event per call, with the final status, and its
-                // metrics, deadline misses included.
-                .layer(ObserveLayer::new((
-                    logger.clone(),
-                    RpcMeter::new(metrics.clone()),
-                )))
+                // metrics, deadline misses included; and each attempt's span,
+                // a child of the page's, whose context and request id go on
+                // in the call's metadata.
+                .layer(
+                    ObserveLayer::new((logger.clone(), RpcMeter::new(metrics.clone())))
+                        .with_spans(CallSpans::client(addr)),
+                )
                 // Every call gets the deadline, on the wire too.
                 .layer(DeadlineLayer::new(timeout))
                 .service(channel.clone());

@@ -17,7 +17,7 @@ use service_kit::{
     metrics::{RpcMetrics, Side},
     rpc::{ObserveLayer, RpcLogger, RpcMeter},
     service::Service,
-    trace::RpcSpanLayer,
+    trace::CallSpans,
 };
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -245,16 +245,15 @@ where
     // ServiceBuilder order: the first layer is the outermost. Each request
     // comes with its peer's address (crate::serve).
     let layers = ServiceBuilder::new()
-        // The call's span, continuing the caller's trace: entered around
-        // everything below, so that their log lines carry its ids.
-        .layer(RpcSpanLayer::server())
         // One log event per call and its metrics (count, latency, in
         // flight), outermost so that they see the final status of
-        // everything below, refused, timed-out and panicking calls included.
-        .layer(ObserveLayer::new((
-            RpcLogger::new(Side::Server),
-            RpcMeter::new(metrics),
-        )))
+        // everything below, refused, timed-out and panicking calls included;
+        // and the call's span, continuing the caller's trace, entered around
+        // everything below, so that their log lines carry its ids.
+        .layer(
+            ObserveLayer::new((RpcLogger::new(Side::Server), RpcMeter::new(metrics)))
+                .with_spans(CallSpans::server()),
+        )
         // Over the bound on calls in flight, refuse at once rather than
         // queue; a call's slot is held until its response is sent.
         .layer(AdmissionLayer::new(

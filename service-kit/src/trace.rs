@@ -14,8 +14,8 @@
 //! conventions (`http.request.method`, `http.route`,
 //! `http.response.status_code`). See docs/operations.md.
 
+mod call_span;
 mod export;
-mod layer;
 mod settings;
 
 use std::{
@@ -38,8 +38,8 @@ use opentelemetry_sdk::{
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+pub use call_span::{CallSpans, ResendCount};
 pub use export::register_metrics;
-pub use layer::{ResendCount, RpcSpan, RpcSpanLayer};
 pub use settings::{SamplerKind, TraceSettings};
 
 /// The W3C trace context header.

@@ -1,11 +1,13 @@
-//! A tower layer that reports how each gRPC call ended.
+//! A tower layer that reports how each gRPC call ended, in the call's span.
 //!
 //! A gRPC status arrives in one of three places: in the response headers
 //! (a "trailers-only" error), in the trailers after the last message, or
 //! nowhere, because the call failed or was dropped on the way. [`Observe`]
 //! watches all three and tells its [`RpcObserver`] exactly once per call, so
-//! that the logging and metrics layers built on it (server and client side
-//! alike) never miss or double-count a call.
+//! that the logging and metrics built on it (server and client side alike)
+//! never miss or double-count a call. With [`ObserveLayer::with_spans`] it
+//! also makes each call's span ([`crate::trace::CallSpans`]) and enters it
+//! around everything it wraps, the report of the call's end included.
 
 mod channel;
 mod deadline;
@@ -27,6 +29,9 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
+use tracing::Span;
+
+use crate::trace::CallSpans;
 
 pub use channel::{ChannelSettings, ClientTls, EAGER_BYTES, H2Body, H2Channel};
 pub use deadline::{CallDeadline, Deadline, DeadlineLayer};
@@ -77,6 +82,7 @@ pub struct ObserveLayer<O> {
     /// Shared by every call: one reference count per call, rather than one
     /// for each of the observers' own shared parts.
     observer: Arc<O>,
+    spans: Option<CallSpans>,
 }
 
 impl<O> ObserveLayer<O> {
@@ -84,6 +90,18 @@ impl<O> ObserveLayer<O> {
     pub fn new(observer: O) -> Self {
         Self {
             observer: Arc::new(observer),
+            spans: None,
+        }
+    }
+
+    /// Each call also in a span made by `spans`, entered while the inner
+    /// service runs, while the response body is polled and while the call's
+    /// end is reported: the log line of the call, and any the service
+    /// writes, carry its ids, and its final status is recorded on it.
+    pub fn with_spans(self, spans: CallSpans) -> Self {
+        Self {
+            spans: Some(spans),
+            ..self
         }
     }
 }
@@ -95,6 +113,7 @@ impl<S, O> Layer<S> for ObserveLayer<O> {
         Observe {
             inner,
             observer: self.observer.clone(),
+            spans: self.spans,
         }
     }
 }
@@ -104,6 +123,7 @@ impl<S, O> Layer<S> for ObserveLayer<O> {
 pub struct Observe<S, O> {
     inner: S,
     observer: Arc<O>,
+    spans: Option<CallSpans>,
 }
 
 impl<S, O, ReqBody, ResBody> Service<Request<ReqBody>> for Observe<S, O>
@@ -122,20 +142,25 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let span = self
+            .spans
+            .map_or_else(Span::none, |spans| spans.make(&mut request));
         self.observer.on_start();
-        let call = Call {
+        let call = Box::new(Call {
             observer: self.observer.clone(),
             // Cloning a PathAndQuery only bumps a reference count.
             method: request.uri().path_and_query().cloned(),
             peer: peer_of(&request),
             deadline: request.extensions().get::<CallDeadline>().map(|d| d.0),
             started: Instant::now(),
+            span,
             ended: false,
-        };
+        });
+        let inner = call.span.in_scope(|| self.inner.call(request));
         ObserveFuture {
-            inner: self.inner.call(request),
-            call: Some(Box::new(call)),
+            inner,
+            call: Some(call),
         }
     }
 }
@@ -174,7 +199,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _entered = this.call.as_ref().map(|call| call.span.enter());
+            ready!(this.inner.poll(cx))
+        };
         let Some(call) = this.call.take() else {
             // Polled after completion: a caller bug, but not ours to panic on.
             return Poll::Ready(
@@ -237,7 +265,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx)).map(|f| f.map_err(Into::into));
+        let frame = {
+            let _entered = this.call.as_ref().map(|call| call.span.enter());
+            ready!(this.inner.poll_frame(cx)).map(|f| f.map_err(Into::into))
+        };
         let code = match &frame {
             // A body without grpc-status in its trailers is a broken
             // response; clients treat it as UNKNOWN.
@@ -264,18 +295,21 @@ where
     }
 }
 
-/// One call in progress. Reports its end exactly once: explicitly through
-/// [`Call::end`], or when dropped before the status was known: as
-/// DEADLINE_EXCEEDED if the caller's [`CallDeadline`] had passed (a timer
-/// at that instant dropped the call, possibly before the call's own timer
-/// at the same instant could end it), else as CANCELLED (the peer went
-/// away, or the caller gave up).
+/// One call in progress. Reports its end exactly once, in its span:
+/// explicitly through [`Call::end`], or when dropped before the status was
+/// known: as DEADLINE_EXCEEDED if the caller's [`CallDeadline`] had passed
+/// (a timer at that instant dropped the call, possibly before the call's
+/// own timer at the same instant could end it), else as CANCELLED (the
+/// peer went away, or the caller gave up).
 struct Call<O: RpcObserver> {
     observer: Arc<O>,
     method: Option<PathAndQuery>,
     peer: Option<SocketAddr>,
     deadline: Option<tokio::time::Instant>,
     started: Instant,
+    /// `Span::none()` without [`ObserveLayer::with_spans`], or when the
+    /// call needs no span.
+    span: Span,
     ended: bool,
 }
 
@@ -290,6 +324,7 @@ impl<O: RpcObserver> Call<O> {
     }
 
     fn report(&self, code: Code) {
+        let _entered = self.span.enter();
         self.observer.on_end(&RpcEnd {
             method: self.method.as_ref().map_or("", PathAndQuery::path),
             code,
@@ -553,6 +588,66 @@ mod tests {
 
         assert_eq!(ours.codes(), [Code::DeadlineExceeded]);
         assert_eq!(tonics.codes(), [Code::DeadlineExceeded]);
+    }
+
+    /// Records the name of the span current when each call's end is
+    /// reported.
+    #[derive(Clone, Default)]
+    struct SpanRecorder(Arc<Mutex<Vec<Option<&'static str>>>>);
+
+    impl RpcObserver for SpanRecorder {
+        fn on_end(&self, _: &RpcEnd<'_>) {
+            let current = tracing::Span::current();
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(current.metadata().map(|span| span.name()));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_end_is_reported_in_the_calls_span_even_when_it_is_dropped() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let recorder = SpanRecorder::default();
+        let traced = || {
+            let mut request = request();
+            request.headers_mut().insert(
+                crate::trace::TRACEPARENT,
+                HeaderValue::from_static("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            );
+            request
+        };
+        let layer = ObserveLayer::new(recorder.clone()).with_spans(CallSpans::server());
+        // Ended by its trailers.
+        let answered = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, BoxError>(Response::new(Frames(VecDeque::from([trailers(Code::Ok)]))))
+        });
+        let response = layer
+            .layer(answered)
+            .oneshot(traced())
+            .await
+            .expect("headers");
+        response.into_body().collect().await.expect("the body");
+        // Dropped before any answer.
+        let pending = tower::service_fn(|_: Request<()>| {
+            std::future::pending::<Result<Response<Frames>, BoxError>>()
+        });
+        drop(layer.layer(pending).call(traced()));
+        // Without a trace context (and no export), no span is made.
+        let untraced = tower::service_fn(|_: Request<()>| async {
+            Ok::<_, BoxError>(Response::new(Frames(VecDeque::from([trailers(Code::Ok)]))))
+        });
+        let response = layer
+            .layer(untraced)
+            .oneshot(request())
+            .await
+            .expect("headers");
+        response.into_body().collect().await.expect("the body");
+
+        assert_eq!(
+            *recorder.0.lock().expect("not poisoned"),
+            [Some("grpc.server"), Some("grpc.server"), None]
+        );
     }
 
     #[test]

@@ -2,22 +2,17 @@
 //! caller's trace; the client's is a child of the current span (a page) and
 //! passes its context and the request id on in the call's metadata.
 //!
-//! The span is entered while the inner service runs and while the response
-//! body is polled, so that the call's log line (written by the observer
-//! below, see [`crate::rpc::RpcLogger`]) carries its ids and records its
-//! final status on it.
+//! [`CallSpans`] makes the span; the observing layer
+//! ([`crate::rpc::ObserveLayer::with_spans`]) keeps it with the rest of the
+//! call's state and enters it while the inner service runs, while the
+//! response body is polled and when it reports the call's end, so that the
+//! call's log line carries its ids and its final status is recorded on it.
+//! One layer, one future and one body per call rather than a layer of its
+//! own (docs/benchmarks/history.md, "The span in the observer").
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    task::{Context, Poll},
-};
+use std::net::SocketAddr;
 
-use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use http::Request;
 use tracing::{Span, field::Empty};
 
 use super::{
@@ -30,15 +25,15 @@ use crate::metrics::Side;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResendCount(pub u32);
 
-/// Wraps a gRPC service (server or client side) in [`RpcSpan`].
+/// Makes the span of each gRPC call, server or client side.
 #[derive(Clone, Copy, Debug)]
-pub struct RpcSpanLayer {
+pub struct CallSpans {
     side: Side,
     /// The replica a client calls.
     server: Option<SocketAddr>,
 }
 
-impl RpcSpanLayer {
+impl CallSpans {
     /// Server side: a span for each call that carries a trace context, and
     /// for every call when spans are exported (so that a call made without
     /// one starts a trace of its own; see [`super::exporting`]). A call
@@ -59,45 +54,14 @@ impl RpcSpanLayer {
             server: Some(server),
         }
     }
-}
 
-impl<S> Layer<S> for RpcSpanLayer {
-    type Service = RpcSpan<S>;
-
-    fn layer(&self, inner: S) -> RpcSpan<S> {
-        RpcSpan {
-            inner,
-            layer: *self,
+    /// The span of the call `request` starts (`Span::none()` when it needs
+    /// none); a client's passes its context on in `request`'s headers.
+    pub fn make<B>(&self, request: &mut Request<B>) -> Span {
+        match self.side {
+            Side::Server => server_span(request),
+            Side::Client => client_span(request, self.server),
         }
-    }
-}
-
-/// See the module docs.
-#[derive(Clone, Debug)]
-pub struct RpcSpan<S> {
-    inner: S,
-    layer: RpcSpanLayer,
-}
-
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RpcSpan<S>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-{
-    type Response = Response<InSpan<ResBody>>;
-    type Error = S::Error;
-    type Future = SpanFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let span = match self.layer.side {
-            Side::Server => server_span(&request),
-            Side::Client => client_span(&mut request, self.layer.server),
-        };
-        let inner = span.in_scope(|| self.inner.call(request));
-        SpanFuture { inner, span }
     }
 }
 
@@ -167,68 +131,4 @@ fn client_span<B>(request: &mut Request<B>, server: Option<SocketAddr>) -> Span 
     start(&span, opentelemetry::Context::new());
     inject(&span, request.headers_mut());
     span
-}
-
-pin_project! {
-    /// The inner service's future, polled in the call's span.
-    pub struct SpanFuture<F> {
-        #[pin]
-        inner: F,
-        span: Span,
-    }
-}
-
-impl<F, B, E> Future for SpanFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<InSpan<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let _entered = this.span.enter();
-        this.inner.poll(cx).map(|result| {
-            result.map(|response| {
-                response.map(|body| InSpan {
-                    inner: body,
-                    span: this.span.clone(),
-                })
-            })
-        })
-    }
-}
-
-pin_project! {
-    /// A response body polled in the call's span: the call's end, in the
-    /// trailers, is observed inside it. (A call dropped before its end is
-    /// observed as the body is dropped, outside the span: its log line
-    /// lacks the ids, and its span the status.)
-    pub struct InSpan<B> {
-        #[pin]
-        inner: B,
-        span: Span,
-    }
-
-}
-
-impl<B: Body> Body for InSpan<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let _entered = this.span.enter();
-        this.inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
