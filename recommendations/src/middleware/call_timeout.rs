@@ -13,14 +13,18 @@
 //! One timer serves both, and only when needed: it is made when the call
 //! first waits, and most calls are answered at the first poll. Each timer
 //! registered costs a lock and often a wake-up of the runtime's driver (a
-//! system call), a measurable share of a call this fast.
+//! system call), a measurable share of a call this fast. For the same
+//! reason the limits count from the call's first wait, not from its first
+//! poll: the clock is read only when there is something to time, and a call
+//! answered at once costs none (the two instants are apart by what the
+//! first poll took, microseconds; a handler that blocks its thread for
+//! longer is not stopped by a timer either way).
 //!
 //! The timer is set for the message's limit first. When it fires, the call
 //! is polled: a request body still waiting for its message is past its own
 //! deadline and fails the call (tonic answers with the body's status);
 //! otherwise the message has come and the timer moves on to the call's
-//! limit. So the body and the future share no state, and the only cost of
-//! a call answered at once is one clock read.
+//! limit. So the body and the future share no state.
 
 use std::{
     future::Future,
@@ -87,17 +91,17 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let limits = Limits::of(&self.limits, client_timeout(request.headers()));
-        let start = Instant::now();
         let request = request.map(|inner| TimedBody {
             inner,
-            deadline: limits.message.map(|limit| (start + limit, limit)),
+            limit: limits.message,
+            deadline: None,
         });
         CallTimeoutFuture {
             inner: self.inner.call(request),
             // Made when the call first waits: most calls never do.
             timer: None,
             limit: Limit::Message,
-            start,
+            start: None,
             limits,
         }
     }
@@ -145,7 +149,8 @@ pin_project! {
         #[pin]
         timer: Option<Sleep>,
         limit: Limit,
-        start: Instant,
+        // When the call first waited.
+        start: Option<Instant>,
         limits: Limits,
     }
 }
@@ -163,13 +168,14 @@ where
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result);
         }
+        let start = *this.start.get_or_insert_with(Instant::now);
         let mut timer = this.timer;
         if timer.is_none() {
             let first = match this.limits.message {
-                Some(message) => *this.start + message,
+                Some(message) => start + message,
                 None => {
                     *this.limit = Limit::Call;
-                    *this.start + this.limits.call
+                    start + this.limits.call
                 }
             };
             timer.set(Some(tokio::time::sleep_until(first)));
@@ -184,7 +190,7 @@ where
                 // still running: its message had come. What is left is the
                 // call's own limit.
                 *this.limit = Limit::Call;
-                timer.as_mut().reset(*this.start + this.limits.call);
+                timer.as_mut().reset(start + this.limits.call);
                 // Registers the waker for the new deadline.
                 match timer.poll(cx) {
                     Poll::Pending => Poll::Pending,
@@ -238,14 +244,18 @@ fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 pin_project! {
-    /// A request body with a deadline for its whole message (the end of
-    /// the stream): polled past it while still waiting, it fails with
-    /// DEADLINE_EXCEEDED. The clock is read only when the body waits.
+    /// A request body with a time limit for its whole message (the end of
+    /// the stream), from when it first waits: polled past it while still
+    /// waiting, it fails with DEADLINE_EXCEEDED. The clock is read only
+    /// when the body waits.
     pub struct TimedBody<B> {
         #[pin]
         inner: B,
-        // The deadline and the limit it came from (for the message).
-        deadline: Option<(Instant, Duration)>,
+        // The limit for the message; `None` once it has been enforced, or
+        // when the call's own limit comes first.
+        limit: Option<Duration>,
+        // Set when the body first waits.
+        deadline: Option<Instant>,
     }
 }
 
@@ -259,16 +269,21 @@ impl<B: Body<Error = Status>> Body for TimedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         match this.inner.poll_frame(cx) {
-            Poll::Pending => match *this.deadline {
-                Some((deadline, limit)) if Instant::now() >= deadline => {
-                    // Said once: the call ends with it.
-                    *this.deadline = None;
-                    Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
-                        "the request message did not arrive within {limit:?}"
-                    )))))
+            Poll::Pending => {
+                let Some(limit) = *this.limit else {
+                    return Poll::Pending;
+                };
+                let now = Instant::now();
+                let deadline = *this.deadline.get_or_insert(now + limit);
+                if now < deadline {
+                    return Poll::Pending;
                 }
-                _ => Poll::Pending,
-            },
+                // Said once: the call ends with it.
+                *this.limit = None;
+                Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                    "the request message did not arrive within {limit:?}"
+                )))))
+            }
             ready => ready,
         }
     }
