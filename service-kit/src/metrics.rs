@@ -88,7 +88,7 @@ pub struct RpcMetrics {
     /// later calls cost no label allocation and no family lookup. A short
     /// list, searched in order (cheaper than hashing a path per call), and
     /// bounded as the method labels are (see [`RpcMetrics::finished`]).
-    series: Arc<RwLock<Series>>,
+    series: Arc<Series>,
 }
 
 /// A method and its series.
@@ -97,10 +97,18 @@ type NamedSeries = (Box<str>, Arc<MethodSeries>);
 /// The methods with series of their own.
 #[derive(Debug, Default)]
 struct Series {
-    named: Vec<NamedSeries>,
-    /// Set by [`RpcMetrics::only_methods`]: no other method is added, and
-    /// calls to one count as [`OTHER_METHOD`].
-    closed: bool,
+    /// Set by [`RpcMetrics::only_methods`]: from then on the list is fixed,
+    /// and read without a lock.
+    closed: OnceLock<ClosedSeries>,
+    /// Until then, methods as their first calls end.
+    open: RwLock<Vec<NamedSeries>>,
+}
+
+/// A fixed list of methods, and the series of every other.
+#[derive(Debug)]
+struct ClosedSeries {
+    named: Box<[(Box<str>, MethodSeries)]>,
+    other: MethodSeries,
 }
 
 /// One method's series: a duration histogram per status code, made on
@@ -140,20 +148,19 @@ impl RpcMetrics {
     /// call refused before it reached a service (RESOURCE_EXHAUSTED under
     /// overload) would be labelled with its path, and a client sending
     /// random paths would grow the metrics, and this list, without bound.
+    /// Only the first call counts. (The series of calls ended before it
+    /// go on: a method's series are the families', whatever list finds
+    /// them.)
     pub fn only_methods<M: Into<Box<str>>>(self, methods: impl IntoIterator<Item = M>) -> Self {
-        {
-            let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
-            for method in methods
-                .into_iter()
-                .map(Into::into)
-                .chain([OTHER_METHOD.into()])
-            {
-                if !series.named.iter().any(|(name, _)| *name == method) {
-                    series.named.push((method, Arc::default()));
-                }
-            }
-            series.closed = true;
-        }
+        let named = methods
+            .into_iter()
+            .map(|method| (method.into(), MethodSeries::default()))
+            .collect();
+        // Already closed: the first list stays.
+        let _ = self.series.closed.set(ClosedSeries {
+            named,
+            other: MethodSeries::default(),
+        });
         self
     }
 
@@ -172,7 +179,25 @@ impl RpcMetrics {
         } else {
             method.strip_prefix('/').unwrap_or(method)
         };
-        let (method, series) = self.series_of(method);
+        let seconds = elapsed.as_secs_f64();
+        if let Some(closed) = self.series.closed.get() {
+            // Fixed: no lock, no reference count.
+            let (method, series) = closed
+                .named
+                .iter()
+                .find(|(known, _)| **known == *method)
+                .map_or((OTHER_METHOD, &closed.other), |(known, series)| {
+                    (&**known, series)
+                });
+            self.observe(series, method, code, seconds);
+        } else {
+            let series = self.open_series(method);
+            self.observe(&series, method, code, seconds);
+        }
+    }
+
+    /// Adds `seconds` to the histogram of `method` and `code` in `series`.
+    fn observe(&self, series: &MethodSeries, method: &str, code: Code, seconds: f64) {
         let index = usize::try_from(code as i32).unwrap_or(0) % series.duration.len();
         series.duration[index]
             .get_or_init(|| {
@@ -184,33 +209,28 @@ impl RpcMetrics {
                     })
                     .clone()
             })
-            .observe(elapsed.as_secs_f64());
+            .observe(seconds);
     }
 
-    /// The label and the series of `method`: its own, or those of
-    /// [`OTHER_METHOD`] once the methods are closed.
-    fn series_of<'m>(&self, method: &'m str) -> (&'m str, Arc<MethodSeries>) {
-        let find = |series: &Series| {
-            let named = |name: &'m str| {
-                series
-                    .named
-                    .iter()
-                    .find(|(known, _)| **known == *name)
-                    .map(|(_, found)| (name, Arc::clone(found)))
-            };
-            named(method).or_else(|| series.closed.then(|| named(OTHER_METHOD)).flatten())
+    /// The series of `method` in the open list, added on its first call.
+    fn open_series(&self, method: &str) -> Arc<MethodSeries> {
+        let find = |named: &[NamedSeries]| {
+            named
+                .iter()
+                .find(|(known, _)| **known == *method)
+                .map(|(_, found)| Arc::clone(found))
         };
-        if let Some(found) = find(&self.series.read().unwrap_or_else(PoisonError::into_inner)) {
+        let open = &self.series.open;
+        if let Some(found) = find(&open.read().unwrap_or_else(PoisonError::into_inner)) {
             return found;
         }
-        let mut series = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = find(&series) {
+        let mut named = open.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = find(&named) {
             return found;
         }
-        let name = if series.closed { OTHER_METHOD } else { method };
         let found = Arc::new(MethodSeries::default());
-        series.named.push((name.into(), Arc::clone(&found)));
-        (name, found)
+        named.push((method.into(), Arc::clone(&found)));
+        found
     }
 }
 
@@ -368,7 +388,8 @@ mod tests {
             assert!(text.contains(expected), "{expected} in {text}");
         }
         assert!(!text.contains("probe.Random"), "{text}");
-        let series = metrics.series.read().expect("not poisoned");
-        assert_eq!(series.named.len(), 2, "pkg.Svc/Do and _OTHER only");
+        let closed = metrics.series.closed.get().expect("closed");
+        assert_eq!(closed.named.len(), 1, "pkg.Svc/Do only, and _OTHER");
+        assert!(metrics.series.open.read().expect("not poisoned").is_empty());
     }
 }
