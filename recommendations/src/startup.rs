@@ -48,6 +48,7 @@ pub struct Application {
     local_addr: SocketAddr,
     service: Service,
     metrics: RpcMetrics,
+    spans: CallSpans,
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
@@ -82,8 +83,11 @@ impl Application {
         let listener = Listener::new(listener, settings.limits.max_connections as usize, "grpc");
 
         let mut registry = Registry::default();
+        // Calls to any other method are `_OTHER` in metrics and spans.
+        let methods = served_methods()?;
         let metrics =
-            RpcMetrics::register(&mut registry, Side::Server).only_methods(served_methods()?);
+            RpcMetrics::register(&mut registry, Side::Server).only_methods(methods.iter().cloned());
+        let spans = CallSpans::server().only_methods(methods);
         let books = Gauge::<i64>::default();
         books.set(i64::try_from(catalog.len()).unwrap_or(i64::MAX));
         registry.register(
@@ -100,6 +104,7 @@ impl Application {
             local_addr,
             service,
             metrics,
+            spans,
             tls,
         })
     }
@@ -138,9 +143,14 @@ impl Application {
         let tls = if self.tls.is_some() { "on" } else { "off" };
         tracing::info!(grpc = %self.local_addr, admin = %self.service.admin_addr()?, tls, "serving");
 
-        let (listener, limits, metrics) = (self.listener, self.settings.limits, self.metrics);
+        let (listener, limits, metrics, spans) = (
+            self.listener,
+            self.settings.limits,
+            self.metrics,
+            self.spans,
+        );
         let serve = |stopped| async move {
-            serve_routes(routes, listener, &limits, self.tls, metrics, stopped).await
+            serve_routes(routes, listener, &limits, self.tls, metrics, spans, stopped).await
         };
         let going_away = async move {
             for name in HEALTH_SERVICES {
@@ -155,8 +165,9 @@ impl Application {
 }
 
 /// Every method the server serves, `package.Service/Method`, from the
-/// descriptors that reflection serves: the methods with metric labels of
-/// their own (see `RpcMetrics::only_methods`).
+/// descriptors that reflection serves: the methods with metric labels and
+/// span names of their own (see `RpcMetrics::only_methods` and
+/// `CallSpans::only_methods`).
 pub fn served_methods() -> anyhow::Result<Vec<String>> {
     use prost::Message as _;
     let mut methods = Vec::new();
@@ -237,6 +248,7 @@ pub async fn serve_routes<F>(
     limits: &GrpcLimits,
     tls: Option<Arc<rustls::ServerConfig>>,
     metrics: RpcMetrics,
+    spans: CallSpans,
     stop: F,
 ) -> Result<(), Infallible>
 where
@@ -252,7 +264,7 @@ where
         // everything below, so that their log lines carry its ids.
         .layer(
             ObserveLayer::new((RpcLogger::new(Side::Server), RpcMeter::new(metrics)))
-                .with_spans(CallSpans::server()),
+                .with_spans(spans),
         )
         // Over the bound on calls in flight, refuse at once rather than
         // queue; a call's slot is held until its response is sent.

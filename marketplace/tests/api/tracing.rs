@@ -4,7 +4,9 @@
 //! marketplace's server span, its client span for the call, and
 //! recommendations' server span, each the child of the one before, named
 //! and attributed by the semantic conventions; and both services' log
-//! lines carry the same trace id, and the request id.
+//! lines carry the same trace id, and the request id. A call to a method
+//! recommendations does not serve is a span named `_OTHER`, whatever path
+//! the client chose.
 
 use std::{
     collections::HashMap,
@@ -513,5 +515,65 @@ async fn a_retry_on_another_replica_is_a_second_client_span_marked_as_one() {
         Some("UNAVAILABLE")
     );
     assert_eq!(terminate(marketplace).await, Some(0));
+    assert_eq!(terminate(recommendations).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_call_to_a_method_recommendations_does_not_serve_is_named_other() {
+    let receiver = Receiver::default();
+    let collector = format!("http://{}", receiver.start().await);
+    let grpc = free_addr([127, 0, 0, 1]);
+    let mut recommendations = Process::start_with_env(
+        &recommendations_binary(),
+        &[&format!("--listen={grpc}"), "--admin-listen=127.0.0.1:0"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100ms"),
+        ],
+    );
+    recommendations.serving();
+
+    // A client choosing the path, as a scanner would, in a trace.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("recommendations accepts");
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.expect("ready");
+    let mut request = Request::new(());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{PARENT_ID}-01")
+            .parse()
+            .expect("valid metadata"),
+    );
+    let status = client
+        .unary::<(), (), _>(
+            request,
+            http::uri::PathAndQuery::from_static("/probe.Random7f3a/Scan"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+
+    let trace_id = unhex(TRACE_ID);
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = receiver.trace(&trace_id);
+        if !spans.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(spans.len(), 1, "the server's span: {spans:#?}");
+    let served = &spans[0];
+    assert_eq!(served.span.name, "_OTHER");
+    assert_eq!(served.attribute("rpc.method").as_deref(), Some("_OTHER"));
+    assert_eq!(
+        served.attribute("rpc.response.status_code").as_deref(),
+        Some("UNIMPLEMENTED")
+    );
     assert_eq!(terminate(recommendations).await, Some(0));
 }

@@ -18,6 +18,7 @@ use recommendations::startup::serve_routes;
 use service_kit::{
     LogFormat,
     metrics::{RpcMetrics, Side, encode},
+    trace::CallSpans,
 };
 use service_kit::{limits::GrpcLimits, listener::Listener};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -127,9 +128,17 @@ async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
     let listener = Listener::new(tcp, limits.max_connections as usize, "grpc");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve_routes(routes, listener, &limits, None, metrics, async {
-            let _ = stopped.await;
-        })
+        serve_routes(
+            routes,
+            listener,
+            &limits,
+            None,
+            metrics,
+            CallSpans::server(),
+            async {
+                let _ = stopped.await;
+            },
+        )
         .await
     });
     let channel = Endpoint::from_shared(format!("http://{addr}"))

@@ -113,7 +113,7 @@ impl<S, O> Layer<S> for ObserveLayer<O> {
         Observe {
             inner,
             observer: self.observer.clone(),
-            spans: self.spans,
+            spans: self.spans.clone(),
         }
     }
 }
@@ -145,6 +145,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let span = self
             .spans
+            .as_ref()
             .map_or_else(Span::none, |spans| spans.make(&mut request));
         self.observer.on_start();
         let call = Box::new(Call {
