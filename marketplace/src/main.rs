@@ -14,7 +14,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = service_kit::runtime::run(cli.settings.service.worker_threads, start(cli));
+    let result = service_kit::runtime::run(
+        cli.settings.service.worker_threads,
+        Some(cli.settings.io_events_per_tick),
+        start(cli),
+    );
     service_kit::telemetry::exit_code("marketplace", result)
 }
 

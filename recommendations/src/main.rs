@@ -14,7 +14,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::from_env();
-    let result = service_kit::runtime::run(cli.settings.service.worker_threads, start(cli));
+    // tokio's default number of I/O events per tick: a few busy
+    // connections (the marketplace's channels), nothing to take in groups.
+    let result = service_kit::runtime::run(cli.settings.service.worker_threads, None, start(cli));
     service_kit::telemetry::exit_code("recommendations", result)
 }
 

@@ -14,7 +14,14 @@ use tokio::runtime::{Builder, Runtime};
 /// the thread that calls `block_on`, with no work stealing and no wakeups
 /// across threads, the cheapest way to use one CPU. More workers mean the
 /// multi-thread scheduler.
-pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
+///
+/// `io_events_per_tick` bounds the I/O events (ready sockets) a worker
+/// takes from the driver at a time, before it runs the tasks they woke;
+/// `None` keeps tokio's default (1024).
+pub fn build(
+    worker_threads: Option<NonZeroUsize>,
+    io_events_per_tick: Option<NonZeroUsize>,
+) -> anyhow::Result<Runtime> {
     let workers = worker_threads
         .or_else(|| {
             std::thread::available_parallelism()
@@ -29,6 +36,9 @@ pub fn build(worker_threads: Option<NonZeroUsize>) -> anyhow::Result<Runtime> {
         builder.worker_threads(workers);
         builder
     };
+    if let Some(events) = io_events_per_tick {
+        builder.max_io_events_per_tick(events.get());
+    }
     builder
         .enable_all()
         .build()
@@ -60,9 +70,10 @@ pub const BLOCKING_EXIT_TIMEOUT: Duration = Duration::from_secs(1);
 /// (dropping a runtime would wait for them without end).
 pub fn run<T>(
     worker_threads: Option<NonZeroUsize>,
+    io_events_per_tick: Option<NonZeroUsize>,
     main: impl Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let runtime = build(worker_threads)?;
+    let runtime = build(worker_threads, io_events_per_tick)?;
     let result = runtime.block_on(main);
     runtime.shutdown_timeout(BLOCKING_EXIT_TIMEOUT);
     result
@@ -76,7 +87,7 @@ mod tests {
 
     #[test]
     fn the_worker_count_is_the_one_asked_for() {
-        let runtime = build(NonZeroUsize::new(3)).expect("a runtime");
+        let runtime = build(NonZeroUsize::new(3), None).expect("a runtime");
 
         assert_eq!(
             runtime.handle().runtime_flavor(),
@@ -87,7 +98,7 @@ mod tests {
 
     #[test]
     fn one_worker_is_the_current_thread_scheduler() {
-        let runtime = build(NonZeroUsize::new(1)).expect("a runtime");
+        let runtime = build(NonZeroUsize::new(1), None).expect("a runtime");
 
         assert_eq!(
             runtime.handle().runtime_flavor(),
@@ -100,7 +111,7 @@ mod tests {
     fn by_default_there_is_a_worker_per_two_usable_cpus() {
         let cpus = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
 
-        let runtime = build(None).expect("a runtime");
+        let runtime = build(None, None).expect("a runtime");
 
         assert_eq!(runtime.metrics().num_workers(), (cpus / 2).max(1));
     }
@@ -120,10 +131,51 @@ mod tests {
     }
 
     #[test]
+    fn one_io_event_per_tick_still_serves_many_ready_connections() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let runtime = build(NonZeroUsize::new(1), NonZeroUsize::new(1)).expect("a runtime");
+
+        // 32 connections ready at once, each echoed, over real sockets.
+        let echoed = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a free port");
+            let addr = listener.local_addr().expect("bound");
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let mut byte = [0; 1];
+                        if socket.read_exact(&mut byte).await.is_ok() {
+                            let _ = socket.write_all(&byte).await;
+                        }
+                    });
+                }
+            });
+            let clients = (0..32u8).map(|n| {
+                tokio::spawn(async move {
+                    let mut socket = tokio::net::TcpStream::connect(addr).await.ok()?;
+                    socket.write_all(&[n]).await.ok()?;
+                    let mut byte = [0; 1];
+                    socket.read_exact(&mut byte).await.ok()?;
+                    Some(byte[0])
+                })
+            });
+            let mut echoed = Vec::new();
+            for client in clients.collect::<Vec<_>>() {
+                echoed.push(client.await.ok().flatten());
+            }
+            echoed
+        });
+
+        assert_eq!(echoed, (0..32u8).map(Some).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_blocking_thread_that_hangs_does_not_hold_up_the_exit() {
         let (_release, hang) = std::sync::mpsc::channel::<()>();
 
-        let result = run(NonZeroUsize::new(1), async move {
+        let result = run(NonZeroUsize::new(1), None, async move {
             tokio::task::spawn_blocking(move || hang.recv());
             Ok(7)
         });

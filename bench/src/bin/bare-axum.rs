@@ -30,7 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    service_kit::runtime::build(args.worker_threads)?.block_on(serve(args))
+    service_kit::runtime::build(args.worker_threads, None)?.block_on(serve(args))
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
