@@ -619,31 +619,24 @@ mod tests {
             request
         };
         let layer = ObserveLayer::new(recorder.clone()).with_spans(CallSpans::server());
-        // Ended by its trailers.
-        let answered = tower::service_fn(|_: Request<()>| async {
-            Ok::<_, BoxError>(Response::new(Frames(VecDeque::from([trailers(Code::Ok)]))))
-        });
-        let response = layer
-            .layer(answered)
-            .oneshot(traced())
-            .await
-            .expect("headers");
-        response.into_body().collect().await.expect("the body");
+        /// Calls a service that answers OK through `layer`, reading the
+        /// whole body: the call ends by its trailers.
+        async fn answered(layer: &ObserveLayer<SpanRecorder>, request: Request<()>) {
+            let service = layer.layer(tower::service_fn(|_: Request<()>| async {
+                Ok::<_, BoxError>(Response::new(Frames(VecDeque::from([trailers(Code::Ok)]))))
+            }));
+            let response = service.oneshot(request).await.expect("headers");
+            response.into_body().collect().await.expect("the body");
+        }
+
+        answered(&layer, traced()).await;
         // Dropped before any answer.
         let pending = tower::service_fn(|_: Request<()>| {
             std::future::pending::<Result<Response<Frames>, BoxError>>()
         });
         drop(layer.layer(pending).call(traced()));
         // Without a trace context (and no export), no span is made.
-        let untraced = tower::service_fn(|_: Request<()>| async {
-            Ok::<_, BoxError>(Response::new(Frames(VecDeque::from([trailers(Code::Ok)]))))
-        });
-        let response = layer
-            .layer(untraced)
-            .oneshot(request())
-            .await
-            .expect("headers");
-        response.into_body().collect().await.expect("the body");
+        answered(&layer, request()).await;
 
         assert_eq!(
             *recorder.0.lock().expect("not poisoned"),
