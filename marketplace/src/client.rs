@@ -3,7 +3,12 @@
 //! when the replica is found and shared by every request, with the client
 //! layers (logging, metrics, deadline) around each.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 
@@ -47,6 +52,56 @@ pub type RpcChannel = Observe<Deadline<H2Channel>, (RpcLogger, RpcMeter)>;
 /// The generated client over one replica's [`RpcChannel`].
 pub type Client = RecommendationsServiceClient<RpcChannel>;
 
+/// What the pool keeps for each replica: its client, and its series of
+/// `marketplace_replica_calls_total`.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    client: Client,
+    calls: Arc<ReplicaCalls>,
+}
+
+/// One replica's call counters, one per status code, each looked up in the
+/// family on its first call and kept: a page then counts its call with one
+/// atomic add, not a label set built (its address a new `String`), hashed
+/// and looked up under the family's lock.
+///
+/// They go with the replica when it leaves the pool, when
+/// [`RecommendationsClient::forget`] removes its series from the family;
+/// a call still in flight on it then counts nowhere rather than bringing a
+/// departed replica's series back.
+#[derive(Debug)]
+struct ReplicaCalls {
+    family: Family<ReplicaLabels, Counter>,
+    addr: SocketAddr,
+    by_code: [OnceLock<Counter>; ALL_CODES.len()],
+}
+
+impl ReplicaCalls {
+    fn new(family: Family<ReplicaLabels, Counter>, addr: SocketAddr) -> Self {
+        Self {
+            family,
+            addr,
+            by_code: Default::default(),
+        }
+    }
+
+    /// Counts a call that ended with `code`.
+    fn count(&self, code: Code) {
+        let index = usize::try_from(code as i32).unwrap_or(0) % self.by_code.len();
+        self.by_code[index]
+            .get_or_init(|| {
+                self.family
+                    .get_or_create(&ReplicaLabels {
+                        server_address: self.addr.ip().to_string(),
+                        server_port: self.addr.port(),
+                        rpc_response_status_code: code_name(code),
+                    })
+                    .clone()
+            })
+            .inc();
+    }
+}
+
 /// How many books the browse page shows at most; the rest of a very large
 /// category is not fetched.
 pub const BROWSE_LIMIT: usize = 1_000;
@@ -76,7 +131,7 @@ pub struct ReplicaLabels {
 /// replicas in rotation, out of it, and spare. Three series whatever the
 /// number of replicas.
 #[derive(Debug)]
-pub struct ReplicaStates(Pool<Client>);
+pub struct ReplicaStates(Pool<Replica>);
 
 impl Collector for ReplicaStates {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
@@ -103,7 +158,7 @@ impl Collector for ReplicaStates {
 /// A cheap-to-clone handle on the recommendations service.
 #[derive(Clone, Debug)]
 pub struct RecommendationsClient {
-    pool: Pool<Client>,
+    pool: Pool<Replica>,
     resolver: Resolver,
     retries: Arc<RetryPolicy>,
     replica_calls: Family<ReplicaLabels, Counter>,
@@ -140,6 +195,7 @@ impl RecommendationsClient {
         channel_settings.tls = tls;
         // One logger for every replica's calls: one budget of lines.
         let logger = RpcLogger::new(service_kit::metrics::Side::Client);
+        let family = replica_calls.clone();
         let connect = move |addr: SocketAddr| {
             let channel = H2Channel::lazy(addr, channel_settings.clone());
             let layered = ServiceBuilder::new()
@@ -154,7 +210,11 @@ impl RecommendationsClient {
                 // Every call gets the deadline, on the wire too.
                 .layer(DeadlineLayer::new(timeout))
                 .service(channel.clone());
-            (channel, RecommendationsServiceClient::new(layered))
+            let replica = Replica {
+                client: RecommendationsServiceClient::new(layered),
+                calls: Arc::new(ReplicaCalls::new(family.clone(), addr)),
+            };
+            (channel, replica)
         };
         Ok(Self {
             pool: Pool::new(
@@ -293,18 +353,11 @@ impl RecommendationsClient {
                 // Boxed: tonic's call future is kilobytes, and unboxed it
                 // would be copied with every future that wraps it up to
                 // the page's (callgrind: 633 instructions a page saved).
-                let call = Box::pin(attempt(member.client.clone(), this));
-                let (address, port) = (member.address.clone(), member.addr.port());
+                let call = Box::pin(attempt(member.client.client.clone(), this));
+                let calls = member.client.calls.clone();
                 async move {
                     let result = call.await.map_err(|status| self.deadline_as_such(status));
-                    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-                    self.replica_calls
-                        .get_or_create(&ReplicaLabels {
-                            server_address: address,
-                            server_port: port,
-                            rpc_response_status_code: code_name(code),
-                        })
-                        .inc();
+                    calls.count(result.as_ref().map_or_else(Status::code, |_| Code::Ok));
                     result
                 }
             })

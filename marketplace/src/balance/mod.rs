@@ -53,8 +53,6 @@ use tonic_health::pb::{
 pub struct Member<C> {
     /// The replica's address.
     pub addr: SocketAddr,
-    /// The IP address as text, as metric labels want it (formatted once).
-    pub address: String,
     /// The client over this replica's channel (with the client layers).
     pub client: C,
     /// The bare channel, for health checks that should not count as calls.
@@ -206,7 +204,6 @@ impl<C> Pool<C> {
         let (channel, client) = (self.connect)(addr);
         Arc::new(Member {
             addr,
-            address: addr.ip().to_string(),
             client,
             channel,
             down: AtomicBool::new(down),
