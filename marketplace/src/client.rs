@@ -3,12 +3,7 @@
 //! when the replica is found and shared by every request, with the client
 //! layers (logging, metrics, deadline) around each.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 
@@ -25,7 +20,7 @@ use protobufs::{
     },
 };
 use service_kit::{
-    metrics::{RpcMetrics, code_name},
+    metrics::{ByCode, RpcMetrics, code_name},
     rpc::{
         CallDeadline, ChannelSettings, Deadline, DeadlineLayer, H2Channel, Observe, ObserveLayer,
         RpcLogger, RpcMeter, code_of_error,
@@ -73,7 +68,7 @@ pub struct Replica {
 struct ReplicaCalls {
     family: Family<ReplicaLabels, Counter>,
     addr: SocketAddr,
-    by_code: [OnceLock<Counter>; ALL_CODES.len()],
+    by_code: ByCode<Counter>,
 }
 
 impl ReplicaCalls {
@@ -87,9 +82,8 @@ impl ReplicaCalls {
 
     /// Counts a call that ended with `code`.
     fn count(&self, code: Code) {
-        let index = usize::try_from(code as i32).unwrap_or(0) % self.by_code.len();
-        self.by_code[index]
-            .get_or_init(|| {
+        self.by_code
+            .get_or_init(code, || {
                 self.family
                     .get_or_create(&ReplicaLabels {
                         server_address: self.addr.ip().to_string(),

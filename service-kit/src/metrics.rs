@@ -115,7 +115,27 @@ struct ClosedSeries {
 /// first use.
 #[derive(Debug, Default)]
 struct MethodSeries {
-    duration: [OnceLock<Histogram>; 17],
+    duration: ByCode<Histogram>,
+}
+
+/// A metric per gRPC status code, each made on its first use and then
+/// found by the code's number: a call builds, hashes and looks up no label
+/// set.
+#[derive(Debug)]
+pub struct ByCode<M>([OnceLock<M>; 17]);
+
+impl<M> Default for ByCode<M> {
+    fn default() -> Self {
+        Self(Default::default())
+    }
+}
+
+impl<M> ByCode<M> {
+    /// The metric of `code`, made by `make` on its first use.
+    pub fn get_or_init(&self, code: Code, make: impl FnOnce() -> M) -> &M {
+        let index = usize::try_from(code as i32).unwrap_or(0) % self.0.len();
+        self.0[index].get_or_init(make)
+    }
 }
 
 impl RpcMetrics {
@@ -198,9 +218,9 @@ impl RpcMetrics {
 
     /// Adds `seconds` to the histogram of `method` and `code` in `series`.
     fn observe(&self, series: &MethodSeries, method: &str, code: Code, seconds: f64) {
-        let index = usize::try_from(code as i32).unwrap_or(0) % series.duration.len();
-        series.duration[index]
-            .get_or_init(|| {
+        series
+            .duration
+            .get_or_init(code, || {
                 self.duration
                     .get_or_create(&CallLabels {
                         rpc_system_name: "grpc",
