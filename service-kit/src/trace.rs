@@ -35,6 +35,7 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider},
 };
+use tokio::task::futures::TaskLocalFuture;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -240,9 +241,12 @@ pub fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
 /// sends it as a literal never indexed: a value new on every call would
 /// otherwise churn both ends' HPACK tables (measured: 5 % of the
 /// marketplace's instructions per page).
-pub async fn with_request_id<F: Future>(mut id: HeaderValue, future: F) -> F::Output {
+pub fn with_request_id<F: Future>(
+    mut id: HeaderValue,
+    future: F,
+) -> TaskLocalFuture<HeaderValue, F> {
     id.set_sensitive(true);
-    CURRENT_REQUEST_ID.scope(id, future).await
+    CURRENT_REQUEST_ID.scope(id, future)
 }
 
 /// The request id of the page being served, if any.

@@ -11,7 +11,9 @@ mod assets;
 mod pages;
 
 use axum::{
-    Router, http::HeaderValue, middleware::from_fn_with_state, response::Response, routing::get,
+    Router,
+    http::{HeaderValue, Response},
+    routing::get,
 };
 use http::header;
 use service_kit::metrics::HttpMetrics;
@@ -46,10 +48,7 @@ pub fn router(state: AppState, metrics: HttpMetrics) -> Router {
                 .map_response(security_headers)
                 // One log event and the metrics of each request, with the
                 // final status, 500s from panics included.
-                .layer(from_fn_with_state(
-                    observe::Observer::new(metrics),
-                    observe::observe,
-                ))
+                .layer(observe::ObserveLayer::new(metrics))
                 // Innermost: a panicking handler becomes the 500 page.
                 .layer(CatchPanicLayer::custom(errors::panic_page)),
         )
@@ -57,7 +56,7 @@ pub fn router(state: AppState, metrics: HttpMetrics) -> Router {
 
 /// Sets the security headers on a response (one step for all four, rather
 /// than a layer each).
-fn security_headers(mut response: Response) -> Response {
+fn security_headers<B>(mut response: Response<B>) -> Response<B> {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
