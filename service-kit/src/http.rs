@@ -6,6 +6,12 @@
 //! - a cap on open connections (see [`Listener`]);
 //! - a header read timeout, so that slowloris connections are closed;
 //! - an idle timeout for keep-alive connections with no request in flight;
+//!
+//! Both are one timer per connection, ours, rather than hyper's header read
+//! timeout, which boxes and registers a new timer for every request of an
+//! HTTP/1 connection (docs/benchmarks/history.md, "One timer per HTTP
+//! connection").
+//!
 //! - a cap on requests in flight, beyond which the answer is an immediate
 //!   503 with Retry-After;
 //! - a timeout per request (503).
@@ -19,7 +25,7 @@ use std::{
     pin::{Pin, pin},
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
     time::Duration,
@@ -28,7 +34,7 @@ use std::{
 use axum::{
     Router,
     body::Body,
-    http::{HeaderValue, Request, Response, StatusCode, header},
+    http::{HeaderValue, Request, Response, StatusCode, Version, header},
 };
 use http_body::Frame;
 use hyper_util::{
@@ -70,10 +76,11 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's own header read timeout is off: see `Waits`.
     builder
         .http1()
         .timer(CoarseTimer::new())
-        .header_read_timeout(limits.http_header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
@@ -86,7 +93,10 @@ pub async fn serve(
         router,
         slots: Arc::new(Semaphore::new(limits.http_max_requests_in_flight as usize)),
         request_timeout: limits.http_request_timeout,
-        idle_timeout: limits.http_idle_timeout,
+        waits: Waits {
+            header: limits.http_header_read_timeout,
+            idle: limits.http_idle_timeout,
+        },
         metrics,
     });
 
@@ -117,8 +127,35 @@ struct Shared {
     /// One permit per request in flight, over all connections.
     slots: Arc<Semaphore>,
     request_timeout: Duration,
-    idle_timeout: Duration,
+    waits: Waits,
     metrics: Option<HttpMetrics>,
+}
+
+/// How long a connection may go with no request in flight, on one timer
+/// per connection:
+///
+/// - until its first request, the header read timeout (a connection that
+///   sends nothing, or trickles its first request's headers, is closed);
+/// - on HTTP/1, the header read timeout after each response: the next
+///   request's headers must have come by then (hyper's header read timeout
+///   also started when a response was sent);
+/// - on HTTP/2, whose streams are independent, the idle timeout.
+///
+/// Neither is ever longer than the idle timeout.
+#[derive(Clone, Copy, Debug)]
+struct Waits {
+    header: Duration,
+    idle: Duration,
+}
+
+impl Waits {
+    fn for_connection(self, http2: bool) -> Duration {
+        if http2 {
+            self.idle
+        } else {
+            self.header.min(self.idle)
+        }
+    }
 }
 
 async fn serve_connection(
@@ -139,27 +176,38 @@ async fn serve_connection(
             .builder
             .serve_connection(io, TowerToHyperService::new(service))
     );
-    let idle_timeout = shared.idle_timeout;
-    let mut idle = Alarm::at(Instant::now() + idle_timeout);
+    let waits = shared.waits;
+    let mut idle = Alarm::at(Instant::now() + waits.for_connection(false));
     let mut closing = false;
     // The stop signal and the idle timer are checked at the cost of an
     // atomic load per poll (see crate::graceful); the connection's task is
     // polled several times per request.
     let result = std::future::poll_fn(|cx| {
-        if !closing {
-            let mut close = stopping.poll_stopping(cx);
-            while !close && idle.poll_rung(cx) {
-                match activity.idle_deadline(idle_timeout) {
-                    Some(deadline) => idle.reset(deadline),
-                    None => close = true,
+        // The connection first: a request whose headers have all come is
+        // served, not cut off by a wait that ended meanwhile.
+        let polled = connection.as_mut().poll(cx);
+        if polled.is_ready() || closing {
+            return polled;
+        }
+        let mut close = stopping.poll_stopping(cx);
+        while !close && idle.poll_rung(cx) {
+            match activity.idle_deadline(waits) {
+                Some(deadline) => idle.reset(deadline),
+                // No request ever came, so none is lost: closed at once.
+                // hyper's graceful shutdown would wait for the end of an
+                // HTTP/1 connection's first request headers (slowloris).
+                None if activity.protocol() == Protocol::Unknown => {
+                    return Poll::Ready(Ok(()));
                 }
-            }
-            if close {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
+                None => close = true,
             }
         }
-        connection.as_mut().poll(cx)
+        if close {
+            closing = true;
+            connection.as_mut().graceful_shutdown();
+            return connection.as_mut().poll(cx);
+        }
+        Poll::Pending
     })
     .await;
     if let Err(err) = result {
@@ -168,11 +216,22 @@ async fn serve_connection(
     drop(accepted.slot);
 }
 
+/// A connection's protocol, as its requests tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    /// No request yet.
+    Unknown = 0,
+    Http1 = 1,
+    Http2 = 2,
+}
+
 /// What a connection is doing: requests in flight, and when the last one
-/// ended; and where its refused requests count.
+/// ended; its protocol; and where its refused requests count.
 struct Activity {
     started: Instant,
     in_flight: AtomicUsize,
+    /// The protocol of its requests (a [`Protocol`]).
+    protocol: AtomicU8,
     /// Milliseconds from `started` to the end of the last request.
     last_end_ms: AtomicU64,
     metrics: Option<HttpMetrics>,
@@ -183,6 +242,7 @@ impl Activity {
         Self {
             started: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            protocol: AtomicU8::new(Protocol::Unknown as u8),
             last_end_ms: AtomicU64::new(0),
             metrics,
         }
@@ -196,15 +256,26 @@ impl Activity {
         }
     }
 
+    fn protocol(&self) -> Protocol {
+        match self.protocol.load(Ordering::Relaxed) {
+            1 => Protocol::Http1,
+            2 => Protocol::Http2,
+            _ => Protocol::Unknown,
+        }
+    }
+
     fn request_ended(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_end_ms.store(ms, Ordering::Relaxed);
         self.in_flight.fetch_sub(1, Ordering::Release);
     }
 
-    /// When to look again, or `None` when the connection has been idle for
-    /// `timeout` and should close.
-    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+    /// When to look again, or `None` when the connection has gone longer
+    /// than `waits` allow with no request in flight and should close. While
+    /// requests are in flight it looks again a wait later, so that the
+    /// last one's end is never noticed more than a wait late.
+    fn idle_deadline(&self, waits: Waits) -> Option<Instant> {
+        let timeout = waits.for_connection(self.protocol() == Protocol::Http2);
         let now = Instant::now();
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return Some(now + timeout);
@@ -244,6 +315,14 @@ impl Service<Request<hyper::body::Incoming>> for Bounded {
 
     fn call(&mut self, request: Request<hyper::body::Incoming>) -> Self::Future {
         self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        let protocol = if request.version() == Version::HTTP_2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        self.activity
+            .protocol
+            .store(protocol as u8, Ordering::Relaxed);
         let guard = Some(RequestGuard(self.activity.clone()));
         let method = http_method(request.method());
         match self.slots.clone().try_acquire_owned() {
@@ -547,6 +626,187 @@ mod tests {
         let server = spawn(router, limits).await;
 
         served_once_then_closed(&server).await;
+    }
+
+    /// Limits with a short header read timeout and an idle timeout that no
+    /// test outlasts.
+    fn short_header_timeout() -> HttpLimits {
+        HttpLimits {
+            http_idle_timeout: Duration::from_secs(600),
+            http_header_read_timeout: Duration::from_millis(300),
+            ..HttpLimits::default()
+        }
+    }
+
+    /// Whether the server closes `stream` (end of stream or a reset) within
+    /// `within`, whatever it sends before.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Writes `bytes` a byte every 100 ms for `rounds` rounds, ignoring
+    /// errors (the server may have closed already).
+    async fn trickle(stream: &mut TcpStream, rounds: usize) {
+        for _ in 0..rounds {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = stream.write_all(b"x").await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_at_the_header_timeout() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let server = spawn(router, short_header_timeout()).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+
+        assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+    }
+
+    #[tokio::test]
+    async fn an_http1_connection_that_trickles_its_first_requests_headers_is_closed_at_the_header_timeout()
+     {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let server = spawn(router, short_header_timeout()).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .await
+            .expect("sent");
+
+        // Past three header timeouts, a byte at a time.
+        trickle(&mut stream, 10).await;
+
+        assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+    }
+
+    #[tokio::test]
+    async fn an_http1_connection_that_trickles_its_next_requests_headers_is_closed_at_the_header_timeout()
+     {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let server = spawn(router, short_header_timeout()).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        let answer = get_once(&mut stream, "/").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .await
+            .expect("sent");
+
+        // Past three header timeouts, a byte at a time.
+        trickle(&mut stream, 10).await;
+
+        assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+    }
+
+    #[tokio::test]
+    async fn after_a_request_longer_than_the_header_timeout_the_next_ones_headers_get_no_more() {
+        let router = Router::new().route(
+            "/",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                "slow"
+            }),
+        );
+        let server = spawn(router, short_header_timeout()).await;
+
+        served_once_then_closed(&server).await;
+    }
+
+    /// The client's preface and an empty SETTINGS frame (RFC 9113, 3.4).
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    const H2_HEADERS: u8 = 0x1;
+    const H2_PING: u8 = 0x6;
+    const H2_GOAWAY: u8 = 0x7;
+
+    /// A HEADERS frame that ends its stream: `GET /` over http, in HPACK's
+    /// static table (:method GET, :scheme http, :path /).
+    fn h2_get(stream_id: u8) -> [u8; 12] {
+        [
+            0, 0, 3, H2_HEADERS, 0x5, 0, 0, 0, stream_id, 0x82, 0x86, 0x84,
+        ]
+    }
+
+    /// What an HTTP/2 server did, as far as a client that acknowledges its
+    /// pings saw within a wait.
+    #[derive(Debug, PartialEq)]
+    enum H2Seen {
+        /// A HEADERS frame on this stream.
+        Headers(u32),
+        /// A GOAWAY frame, or the connection closed.
+        Closing,
+        /// Neither.
+        Nothing,
+    }
+
+    /// Reads frames from `stream` for up to `within`, answering pings,
+    /// until a response's headers or the connection's end.
+    async fn h2_next(stream: &mut TcpStream, within: Duration) -> H2Seen {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let mut head = [0u8; 9];
+            match tokio::time::timeout_at(deadline, stream.read_exact(&mut head)).await {
+                Err(_) => return H2Seen::Nothing,
+                Ok(Err(_)) => return H2Seen::Closing,
+                Ok(Ok(_)) => {}
+            }
+            let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let stream_id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; length];
+            if stream.read_exact(&mut payload).await.is_err() {
+                return H2Seen::Closing;
+            }
+            match head[3] {
+                H2_HEADERS if stream_id != 0 => return H2Seen::Headers(stream_id),
+                H2_GOAWAY => return H2Seen::Closing,
+                H2_PING if head[4] & 0x1 == 0 => {
+                    let mut ack = vec![0, 0, 8, H2_PING, 0x1, 0, 0, 0, 0];
+                    ack.extend_from_slice(&payload);
+                    let _ = stream.write_all(&ack).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_that_sends_no_request_is_closed_at_the_header_timeout() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let server = spawn(router, short_header_timeout()).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        stream.write_all(H2_PREFACE).await.expect("sent");
+
+        let seen = h2_next(&mut stream, Duration::from_secs(10)).await;
+
+        assert_eq!(seen, H2Seen::Closing);
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_waits_between_requests_for_the_idle_timeout() {
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let server = spawn(router, short_header_timeout()).await;
+        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        stream.write_all(H2_PREFACE).await.expect("sent");
+        stream.write_all(&h2_get(1)).await.expect("sent");
+        let first = h2_next(&mut stream, Duration::from_secs(10)).await;
+        assert_eq!(first, H2Seen::Headers(1));
+
+        // More than three header timeouts with nothing in flight: HTTP/2
+        // streams are independent, and only the idle timeout (600 s)
+        // applies between them.
+        let between = h2_next(&mut stream, Duration::from_secs(1)).await;
+        stream.write_all(&h2_get(3)).await.expect("sent");
+        let second = h2_next(&mut stream, Duration::from_secs(10)).await;
+
+        assert_eq!(between, H2Seen::Nothing);
+        assert_eq!(second, H2Seen::Headers(3));
     }
 
     #[tokio::test]

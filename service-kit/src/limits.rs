@@ -119,9 +119,9 @@ pub struct HttpLimits {
     #[arg(long, env = "HTTP_MAX_REQUESTS_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_requests_in_flight: u32,
 
-    /// Longest a client may take to send a request's headers (slowloris),
-    /// and on an HTTP/1 keep-alive connection to start its next request;
-    /// the connection is closed past that.
+    /// Longest a new connection may take to send its first request
+    /// (slowloris), and on HTTP/1 the next request's headers after a
+    /// response; the connection is closed past that.
     #[arg(long, env = "HTTP_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_header_read_timeout: Duration,
 
