@@ -107,12 +107,10 @@ impl<C: Clone> Pool<C> {
             }
             result
         };
-        // Each attempt ends itself at this same instant, and is polled
-        // first, so it is observed as DEADLINE_EXCEEDED; this timer bounds
-        // what follows the response headers (a ListBooks stream).
-        tokio::time::timeout_at(deadline, attempts)
-            .await
-            .unwrap_or_else(|_| Err(deadline_exceeded(policy.timeout)))
+        // No timer here: each attempt ends itself at the deadline it is
+        // given, its answer's body included (the client's Deadline layer),
+        // and is observed as DEADLINE_EXCEEDED.
+        attempts.await
     }
 
     async fn attempt<T, F, Fut>(
@@ -255,19 +253,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_answer_that_outlives_the_deadline_is_deadline_exceeded() {
+    async fn every_attempt_is_given_the_calls_one_deadline() {
         let pool = pool();
-        pool.update(&addrs(&[2]));
+        pool.update(&addrs(&[2, 3]));
+        let started = Instant::now();
+        let deadlines = Mutex::new(Vec::new());
 
         let result: Result<(), Status> = pool
-            .call(&policy(0.2, 10), Retry::Idempotent, |_, _| async {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                Ok(())
+            .call(&policy(0.2, 10), Retry::Idempotent, |_, attempt| {
+                deadlines
+                    .lock()
+                    .expect("not poisoned")
+                    .push(attempt.deadline);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Err(Status::unavailable("refused"))
+                }
             })
             .await;
 
-        let status = result.expect_err("past the deadline");
-        assert_eq!(status.code(), Code::DeadlineExceeded);
-        assert!(status.message().contains("1s deadline"), "{status:?}");
+        assert_eq!(result.map_err(|s| s.code()), Err(Code::Unavailable));
+        let deadline = started + Duration::from_secs(1);
+        assert_eq!(
+            deadlines.into_inner().expect("not poisoned"),
+            [deadline, deadline],
+            "the retry is within the first attempt's deadline"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! When recommendations is down or slow, pages still render (200) with a
 //! notice, and the site recovers by itself when it comes back.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use http::StatusCode;
 
@@ -47,6 +47,65 @@ async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
 
     let (response, html) = get(&router, "/").await;
 
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(html.contains(NOTICE), "{html}");
+    let metrics = admin_get(admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"code="DEADLINE_EXCEEDED"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// A replica that answers each call's headers and then nothing: no
+/// message, no trailers. The connection stays open (it keeps acknowledging
+/// SETTINGS), so only the call's deadline can end the call.
+async fn headers_only_upstream() -> SocketAddr {
+    use tokio::io::AsyncWriteExt as _;
+
+    use crate::helpers::h2_frames::{self, HEADERS};
+
+    /// END_HEADERS, and not END_STREAM: more is to come.
+    const END_HEADERS: u8 = 0x4;
+
+    async fn answer_headers_only(mut socket: tokio::net::TcpStream) -> std::io::Result<()> {
+        h2_frames::accept(&mut socket).await?;
+        loop {
+            let request = h2_frames::next(&mut socket).await?;
+            if request.kind != HEADERS {
+                continue;
+            }
+            // :status 200 (static table 8); content-type (name at 31, a
+            // literal not indexed) application/grpc.
+            let mut block = vec![0x88, 0x0f, 0x10, 16];
+            block.extend_from_slice(b"application/grpc");
+            let length = u8::try_from(block.len()).expect("a small block");
+            let mut frame = vec![0, 0, length, HEADERS, END_HEADERS];
+            frame.extend_from_slice(&request.stream.to_be_bytes());
+            frame.extend_from_slice(&block);
+            socket.write_all(&frame).await?;
+        }
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(answer_headers_only(socket));
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_replica_that_sends_its_answers_headers_and_no_more_hits_the_deadline() {
+    let addr = headers_only_upstream().await;
+    let (router, admin) = marketplace(addr, Duration::from_millis(300)).await;
+
+    let page = tokio::time::timeout(Duration::from_secs(10), get(&router, "/")).await;
+
+    let (response, html) = page.expect("the page, not this test's timeout");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(html.contains(NOTICE), "{html}");
     let metrics = admin_get(admin, "/metrics").await;

@@ -8,6 +8,7 @@ use std::{
 };
 
 use http::{HeaderName, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tonic::{Code, Status};
@@ -20,8 +21,9 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Gives every call a deadline: sends it as `grpc-timeout` (so the server
 /// stops working on a call nobody waits for any more) unless the caller set
-/// its own, and fails the call with DEADLINE_EXCEEDED when the response has
-/// not arrived in time.
+/// its own, and fails the call with DEADLINE_EXCEEDED when the answer has
+/// not arrived in time: its headers, or the rest of its body (a unary
+/// call's message and trailers, or a stream), on one timer.
 ///
 /// The deadline is `timeout` from the call, or the caller's [`CallDeadline`]
 /// when the request carries one: a caller that bounds several attempts by
@@ -77,7 +79,7 @@ where
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
 {
-    type Response = S::Response;
+    type Response = Response<DeadlineBody<RB>>;
     type Error = BoxError;
     type Future = DeadlineFuture<S::Future>;
 
@@ -98,7 +100,7 @@ where
         request.headers_mut().entry(GRPC_TIMEOUT).or_insert(header);
         DeadlineFuture {
             inner: self.inner.call(request),
-            sleep,
+            sleep: Some(Box::pin(sleep)),
             timeout: self.timeout,
         }
     }
@@ -109,8 +111,10 @@ pin_project! {
     pub struct DeadlineFuture<F> {
         #[pin]
         inner: F,
-        #[pin]
-        sleep: Sleep,
+        // Boxed so that the timer, once registered, goes on with the
+        // response's body rather than a second one being made for it.
+        // `None` once the future is done.
+        sleep: Option<Pin<Box<Sleep>>>,
         timeout: Duration,
     }
 }
@@ -120,10 +124,14 @@ where
     F: Future<Output = Result<Response<RB>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<Response<RB>, BoxError>;
+    type Output = Result<Response<DeadlineBody<RB>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let sleep = this
+            .sleep
+            .as_mut()
+            .expect("DeadlineFuture polled after it completed");
         if let Poll::Ready(result) = this.inner.poll(cx) {
             // The server ends a call at the `grpc-timeout` it was sent, with
             // CANCELLED from some (tonic's "Timeout expired"); when that
@@ -131,14 +139,77 @@ where
             // deadline all the same, and says so.
             let cancelled_late = matches!(&result, Ok(response)
                 if status_code(response.headers()) == Some(Code::Cancelled)
-                    && Instant::now() >= this.sleep.deadline());
+                    && Instant::now() >= sleep.deadline());
             if !cancelled_late {
-                return Poll::Ready(result.map_err(Into::into));
+                let timeout = *this.timeout;
+                let sleep = this.sleep.take();
+                return Poll::Ready(result.map_err(Into::into).map(|response| {
+                    response.map(|inner| DeadlineBody {
+                        inner,
+                        sleep,
+                        timeout,
+                    })
+                }));
             }
         } else {
-            ready!(this.sleep.poll(cx));
+            ready!(sleep.as_mut().poll(cx));
         }
+        *this.sleep = None;
         Poll::Ready(Err(Box::new(deadline_exceeded(*this.timeout))))
+    }
+}
+
+pin_project! {
+    /// The response body of [`Deadline`]: fails with DEADLINE_EXCEEDED
+    /// when the rest of the answer has not come by the call's deadline.
+    #[derive(Debug)]
+    pub struct DeadlineBody<B> {
+        #[pin]
+        inner: B,
+        // The call's timer; `None` once it has rung.
+        sleep: Option<Pin<Box<Sleep>>>,
+        timeout: Duration,
+    }
+}
+
+impl<B> DeadlineBody<B> {
+    /// The body within.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> Body for DeadlineBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let Some(sleep) = this.sleep.as_mut() else {
+            // The deadline was said; the body ends with it.
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        ready!(sleep.as_mut().poll(cx));
+        *this.sleep = None;
+        Poll::Ready(Some(Err(Box::new(deadline_exceeded(*this.timeout)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sleep.is_none() || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -148,6 +219,9 @@ fn deadline_exceeded(timeout: Duration) -> Status {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use http_body_util::BodyExt as _;
+
     use super::*;
 
     #[test]
@@ -167,6 +241,59 @@ mod tests {
 
         let status = error.downcast_ref::<Status>().expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    }
+
+    /// A body that sends `first` and then nothing, ever.
+    struct Stalls {
+        first: Option<Bytes>,
+    }
+
+    impl Body for Stalls {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            match self.first.take() {
+                Some(first) => Poll::Ready(Some(Ok(Frame::data(first)))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_whose_body_stalls_ends_at_the_deadline() {
+        let service = tower::service_fn(|_request: Request<()>| async {
+            Ok::<_, BoxError>(Response::new(Stalls {
+                first: Some(Bytes::from_static(b"part of a message")),
+            }))
+        });
+        let mut service = DeadlineLayer::new(Duration::from_millis(100)).layer(service);
+        let started = Instant::now();
+
+        let response = service
+            .call(Request::new(()))
+            .await
+            .expect("headers in time");
+        let mut body = response.into_body();
+        let first = body.frame().await.expect("a frame").expect("data");
+        let error = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("ended by the deadline, not this test's timeout")
+            .expect("the end")
+            .expect_err("past the deadline");
+        let after = body.frame().await;
+
+        assert_eq!(
+            first.into_data().ok(),
+            Some(Bytes::from_static(b"part of a message"))
+        );
+        let status = error.downcast_ref::<Status>().expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+        assert!(after.is_none(), "the body ends with the deadline");
     }
 
     #[tokio::test(start_paused = true)]
@@ -201,7 +328,10 @@ mod tests {
             .extensions_mut()
             .insert(CallDeadline(Instant::now() + Duration::from_millis(400)));
         let sent = service.call(request).await.expect("answers in time");
-        assert_eq!(sent.into_body(), Some(HeaderValue::from_static("400m")));
+        assert_eq!(
+            sent.into_body().into_inner(),
+            Some(HeaderValue::from_static("400m"))
+        );
     }
 
     #[tokio::test]
@@ -220,8 +350,14 @@ mod tests {
             .call(Request::new(()))
             .await
             .expect("ok")
-            .into_body();
-        let kept = service.call(own).await.expect("ok").into_body();
+            .into_body()
+            .into_inner();
+        let kept = service
+            .call(own)
+            .await
+            .expect("ok")
+            .into_body()
+            .into_inner();
 
         assert_eq!(sent, Some(HeaderValue::from_static("1000m")));
         assert_eq!(kept, Some(HeaderValue::from_static("50m")));

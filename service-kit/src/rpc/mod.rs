@@ -34,7 +34,7 @@ use tracing::Span;
 use crate::trace::CallSpans;
 
 pub use channel::{ChannelSettings, ClientTls, EAGER_BYTES, H2Body, H2Channel};
-pub use deadline::{CallDeadline, Deadline, DeadlineLayer};
+pub use deadline::{CallDeadline, Deadline, DeadlineBody, DeadlineFuture, DeadlineLayer};
 pub use logging::RpcLogger;
 pub use metrics::RpcMeter;
 
