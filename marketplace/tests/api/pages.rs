@@ -156,6 +156,29 @@ async fn every_response_carries_the_security_headers() {
 }
 
 #[tokio::test]
+async fn pages_are_html_of_their_length() {
+    let upstream = Upstream::start(None).await;
+    let (router, _) = marketplace(upstream.addr, DEADLINE).await;
+
+    for path in ["/", "/category/mystery", "/category/mystery/books", "/nope"] {
+        let (response, html) = get(&router, path).await;
+        let headers = response.headers();
+
+        assert_eq!(
+            headers.get("content-type").map(|v| v.as_bytes()),
+            Some(&b"text/html; charset=utf-8"[..]),
+            "{path}"
+        );
+        assert_eq!(
+            headers.get("content-length").map(|v| v.as_bytes()),
+            Some(html.len().to_string().as_bytes()),
+            "{path}"
+        );
+        assert!(headers.contains_key("x-request-id"), "{path}");
+    }
+}
+
+#[tokio::test]
 async fn the_stylesheet_is_served_by_the_app() {
     let upstream = Upstream::start(None).await;
     let (router, _) = marketplace(upstream.addr, DEADLINE).await;
