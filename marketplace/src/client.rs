@@ -159,12 +159,15 @@ pub struct RecommendationsClient {
 }
 
 impl Attempt {
-    /// `message` as the request of this attempt: its deadline, and whether
-    /// it is a retry, for the span.
+    /// `message` as the request of this attempt: its deadline, and, for
+    /// the span, how many attempts came before it if any (a first attempt
+    /// carries none: an extension is an allocation).
     fn request<M>(self, message: M) -> Request<M> {
         let mut request = Request::new(message);
         request.extensions_mut().insert(CallDeadline(self.deadline));
-        request.extensions_mut().insert(ResendCount(self.resends));
+        if self.resends > 0 {
+            request.extensions_mut().insert(ResendCount(self.resends));
+        }
         request
     }
 }

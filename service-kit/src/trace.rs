@@ -216,8 +216,12 @@ pub fn new_request_id() -> HeaderValue {
     for (i, digit) in digits.iter_mut().enumerate() {
         *digit = HEX[((random >> (60 - 4 * i)) & 0xf) as usize];
     }
-    // Hex digits are always a valid header value.
-    let mut id = HeaderValue::from_bytes(&digits).unwrap_or(HeaderValue::from_static("0"));
+    // Hex digits are always a valid header value. Owned by its bytes, so
+    // that the copies a page makes (in the response, in the call's
+    // metadata) share one allocation; a copied slice would make a second
+    // on the first copy.
+    let mut id = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
+        .unwrap_or(HeaderValue::from_static("0"));
     id.set_sensitive(true);
     id
 }
