@@ -670,12 +670,16 @@ mod tests {
         assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
     }
 
-    #[tokio::test]
-    async fn an_http1_connection_that_trickles_its_first_requests_headers_is_closed_at_the_header_timeout()
-     {
+    /// Whether an HTTP/1 connection that trickles a request's headers, after
+    /// one served request or none, is closed at the header timeout.
+    async fn trickled_headers_are_cut_off(after_one_request: bool) -> bool {
         let router = Router::new().route("/", get(|| async { "ok" }));
         let server = spawn(router, short_header_timeout()).await;
         let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+        if after_one_request {
+            let answer = get_once(&mut stream, "/").await;
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        }
         stream
             .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
             .await
@@ -684,26 +688,19 @@ mod tests {
         // Past three header timeouts, a byte at a time.
         trickle(&mut stream, 10).await;
 
-        assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+        closed_within(&mut stream, Duration::from_secs(10)).await
+    }
+
+    #[tokio::test]
+    async fn an_http1_connection_that_trickles_its_first_requests_headers_is_closed_at_the_header_timeout()
+     {
+        assert!(trickled_headers_are_cut_off(false).await);
     }
 
     #[tokio::test]
     async fn an_http1_connection_that_trickles_its_next_requests_headers_is_closed_at_the_header_timeout()
      {
-        let router = Router::new().route("/", get(|| async { "ok" }));
-        let server = spawn(router, short_header_timeout()).await;
-        let mut stream = TcpStream::connect(server.addr).await.expect("connects");
-        let answer = get_once(&mut stream, "/").await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
-            .await
-            .expect("sent");
-
-        // Past three header timeouts, a byte at a time.
-        trickle(&mut stream, 10).await;
-
-        assert!(closed_within(&mut stream, Duration::from_secs(10)).await);
+        assert!(trickled_headers_are_cut_off(true).await);
     }
 
     #[tokio::test]

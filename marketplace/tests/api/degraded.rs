@@ -40,13 +40,15 @@ async fn with_recommendations_down_the_homepage_renders_a_notice() {
     );
 }
 
-#[tokio::test]
-async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
-    let addr = silent_upstream().await;
-    let (router, admin) = marketplace(addr, Duration::from_millis(300)).await;
+/// Asserts that the homepage, calling recommendations at `upstream` with a
+/// 300 ms deadline, renders with the notice, and that the call is counted as
+/// DEADLINE_EXCEEDED.
+async fn assert_the_homepage_hits_the_deadline(upstream: SocketAddr) {
+    let (router, admin) = marketplace(upstream, Duration::from_millis(300)).await;
 
-    let (response, html) = get(&router, "/").await;
+    let page = tokio::time::timeout(Duration::from_secs(10), get(&router, "/")).await;
 
+    let (response, html) = page.expect("the page, not this test's timeout");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(html.contains(NOTICE), "{html}");
     let metrics = admin_get(admin, "/metrics").await;
@@ -54,6 +56,11 @@ async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
         metrics.contains(r#"code="DEADLINE_EXCEEDED"} 1"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn a_recommendations_server_that_never_answers_hits_the_deadline() {
+    assert_the_homepage_hits_the_deadline(silent_upstream().await).await;
 }
 
 /// A replica that answers each call's headers and then nothing: no
@@ -100,19 +107,7 @@ async fn headers_only_upstream() -> SocketAddr {
 
 #[tokio::test]
 async fn a_replica_that_sends_its_answers_headers_and_no_more_hits_the_deadline() {
-    let addr = headers_only_upstream().await;
-    let (router, admin) = marketplace(addr, Duration::from_millis(300)).await;
-
-    let page = tokio::time::timeout(Duration::from_secs(10), get(&router, "/")).await;
-
-    let (response, html) = page.expect("the page, not this test's timeout");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(html.contains(NOTICE), "{html}");
-    let metrics = admin_get(admin, "/metrics").await;
-    assert!(
-        metrics.contains(r#"code="DEADLINE_EXCEEDED"} 1"#),
-        "{metrics}"
-    );
+    assert_the_homepage_hits_the_deadline(headers_only_upstream().await).await;
 }
 
 #[tokio::test]
