@@ -283,7 +283,7 @@ where
         // Innermost: a panicking handler becomes INTERNAL, logged once, and
         // tonic's OUT_OF_RANGE for oversized messages the spec's
         // RESOURCE_EXHAUSTED.
-        .layer(ErrorStatusLayer);
+        .layer(ErrorStatusLayer::default());
 
     // Connections are capped and handshakes time-limited before they are
     // served; each is closed at the maximum age plus grace (GOAWAY comes at

@@ -5,6 +5,7 @@
 //! - [`telemetry`]: log setup (text or JSON, filtered by `RUST_LOG`);
 //! - [`log_limit`]: a bounded number of lines a second for what clients cause;
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
+//! - [`panic`]: the innermost layer, a panicking handler's answer;
 //! - [`limits`]: every listener's limits, declared once as settings;
 //! - [`listener`]: accepting connections under a cap, backing off on errors;
 //! - [`graceful`]: closing served connections at shutdown or a maximum age;
@@ -31,6 +32,7 @@ pub mod limits;
 pub mod listener;
 pub mod log_limit;
 pub mod metrics;
+pub mod panic;
 pub mod rpc;
 pub mod runtime;
 pub mod service;

@@ -2,28 +2,44 @@
 
 use std::any::Any;
 
-use axum::{http::StatusCode, response::Response};
+use axum::{body::Body, http::StatusCode, response::Response};
+use service_kit::panic::{Answers, CatchPanicLayer};
 
 use crate::error::ErrorPage;
 
+/// The innermost layer of the web app: service-kit's
+/// [`CatchPanic`](service_kit::panic::CatchPanic) with [`PanicPage`], which
+/// keeps axum's body type (tower-http's `CatchPanic` would box every page's
+/// body, and axum box it again).
+pub fn catch_panic() -> CatchPanicLayer<PanicPage> {
+    CatchPanicLayer::new(PanicPage)
+}
+
+/// The web app's answer to a panicking handler: the 500 page.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PanicPage;
+
+impl Answers<Body> for PanicPage {
+    fn panicked(&self, panic: Box<dyn Any + Send>) -> Response {
+        panic_page(panic)
+    }
+}
+
 /// Logs the panic once and answers with the 500 page; the server lives on.
 pub fn panic_page(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a non-string panic payload");
-    tracing::error!(panic = message, "a page handler panicked; answering 500");
+    tracing::error!(
+        panic = service_kit::panic::message(&*panic),
+        "a page handler panicked; answering 500"
+    );
     ErrorPage::internal().into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 #[cfg(test)]
 mod tests {
-    use axum::{Router, body::Body, routing::get};
+    use axum::{Router, routing::get};
     use http::Request;
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
-    use tower_http::catch_panic::CatchPanicLayer;
 
     use super::*;
 
@@ -35,7 +51,7 @@ mod tests {
         let router = Router::new()
             .route("/boom", get(boom))
             .route("/fine", get(|| async { "fine" }))
-            .layer(CatchPanicLayer::custom(panic_page));
+            .layer(catch_panic());
 
         let request = |path| Request::get(path).body(Body::empty()).expect("valid");
         let response = router

@@ -18,7 +18,6 @@ use axum::{
 use http::header;
 use service_kit::metrics::HttpMetrics;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
 
 pub use pages::AppState;
 
@@ -50,7 +49,7 @@ pub fn router(state: AppState, metrics: HttpMetrics) -> Router {
                 // final status, 500s from panics included.
                 .layer(observe::ObserveLayer::new(metrics))
                 // Innermost: a panicking handler becomes the 500 page.
-                .layer(CatchPanicLayer::custom(errors::panic_page)),
+                .layer(errors::catch_panic()),
         )
 }
 
