@@ -19,7 +19,7 @@ use http::header;
 use service_kit::metrics::HttpMetrics;
 use tower::ServiceBuilder;
 
-pub use pages::AppState;
+pub use pages::{AppState, PAGE_CAPACITY};
 
 use crate::middleware::{errors, observe};
 

@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use axum::body::Body;
 use http::{Request, StatusCode};
-use marketplace::routes::CONTENT_SECURITY_POLICY;
+use marketplace::routes::{CONTENT_SECURITY_POLICY, PAGE_CAPACITY};
 use tower::ServiceExt as _;
 
 use crate::helpers::{Upstream, book_titles, get, marketplace};
@@ -175,6 +175,28 @@ async fn pages_are_html_of_their_length() {
             "{path}"
         );
         assert!(headers.contains_key("x-request-id"), "{path}");
+    }
+}
+
+/// Pages are rendered into one allocation of `PAGE_CAPACITY`; one that
+/// outgrew it would grow and copy itself on every request.
+#[tokio::test]
+async fn the_built_in_catalogs_pages_fit_the_room_they_are_rendered_into() {
+    let upstream = Upstream::start(None).await;
+    let (router, _) = marketplace(upstream.addr, DEADLINE).await;
+
+    for category in ["mystery", "science-fiction", "self-help"] {
+        for path in [
+            "/".to_owned(),
+            format!("/category/{category}"),
+            format!("/category/{category}/books"),
+        ] {
+            let (response, html) = get(&router, &path).await;
+
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert!(html.contains("class=\"book-title\""), "{path}: {html}");
+            assert!(html.len() <= PAGE_CAPACITY, "{path}: {} bytes", html.len());
+        }
     }
 }
 
