@@ -70,8 +70,26 @@ pub struct Deadline<S> {
 /// `grpc-timeout` in milliseconds ("1000m"), rounded up so that a deadline
 /// is never announced shorter than it is.
 fn grpc_timeout(timeout: Duration) -> HeaderValue {
-    let millis = timeout.as_nanos().div_ceil(1_000_000).clamp(1, 99_999_999);
-    HeaderValue::from_str(&format!("{millis}m")).unwrap_or(HeaderValue::from_static("99999999m"))
+    HeaderValue::from_str(&format!("{}m", timeout_millis(timeout)))
+        .unwrap_or(HeaderValue::from_static("99999999m"))
+}
+
+/// The milliseconds [`grpc_timeout`] announces for `timeout`.
+fn timeout_millis(timeout: Duration) -> u128 {
+    timeout.as_nanos().div_ceil(1_000_000).clamp(1, 99_999_999)
+}
+
+impl<S> Deadline<S> {
+    /// The `grpc-timeout` of a call with `left` to its deadline. A first
+    /// attempt's deadline is the layer's timeout from now, which rounds up
+    /// to the layer's own header: that is shared, not formatted anew.
+    fn header_for(&self, left: Duration) -> HeaderValue {
+        if timeout_millis(left) == timeout_millis(self.timeout) {
+            self.header.clone()
+        } else {
+            grpc_timeout(left)
+        }
+    }
 }
 
 impl<S, B, RB> Service<Request<B>> for Deadline<S>
@@ -91,7 +109,7 @@ where
         let (sleep, header) = match request.extensions().get::<CallDeadline>() {
             Some(&CallDeadline(at)) => (
                 tokio::time::sleep_until(at),
-                grpc_timeout(at.saturating_duration_since(Instant::now())),
+                self.header_for(at.saturating_duration_since(Instant::now())),
             ),
             None => (tokio::time::sleep(self.timeout), self.header.clone()),
         };
@@ -332,6 +350,34 @@ mod tests {
             sent.into_body().into_inner(),
             Some(HeaderValue::from_static("400m"))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_callers_deadline_is_announced_in_milliseconds_rounded_up() {
+        let echo = tower::service_fn(|request: Request<()>| async move {
+            Ok::<_, BoxError>(Response::new(
+                request.headers().get("grpc-timeout").cloned(),
+            ))
+        });
+        let mut service = DeadlineLayer::new(Duration::from_secs(1)).layer(echo);
+
+        let mut announced = Vec::new();
+        for left in [
+            Duration::from_secs(1),
+            Duration::from_micros(999_500),
+            Duration::from_micros(1_000_001),
+            Duration::from_micros(1),
+        ] {
+            let mut request = Request::new(());
+            request
+                .extensions_mut()
+                .insert(CallDeadline(Instant::now() + left));
+            let sent = service.call(request).await.expect("ok");
+            announced.push(sent.into_body().into_inner());
+        }
+
+        let expected = ["1000m", "1000m", "1001m", "1m"].map(|v| Some(HeaderValue::from_static(v)));
+        assert_eq!(announced, expected);
     }
 
     #[tokio::test]
