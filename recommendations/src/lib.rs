@@ -11,6 +11,7 @@ pub mod healthcheck;
 pub mod listener;
 pub mod middleware;
 pub mod serve;
+pub mod services;
 pub mod settings;
 pub mod startup;
 

@@ -1,9 +1,10 @@
-//! Building and running the server: the catalog, the listeners, the routes,
+//! Building and running the server: the catalog, the listeners, the services,
 //! the layer stack, and the shutdown sequence.
 
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use http::{Request, Response};
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use protobufs::{
     legacy::recommendations_server::{RecommendationsServer, SERVICE_NAME as LEGACY_SERVICE},
@@ -20,8 +21,11 @@ use service_kit::{
     trace::CallSpans,
 };
 use tokio::net::TcpListener;
-use tonic::service::Routes;
-use tonic_health::ServingStatus;
+use tonic_health::{
+    ServingStatus,
+    pb::health_server::{Health, HealthServer},
+};
+use tonic_reflection::server::{v1, v1alpha};
 use tower::ServiceBuilder;
 
 use crate::{
@@ -29,8 +33,11 @@ use crate::{
     catalog::Catalog,
     listener::{self, Handshake},
     middleware::{
-        admission::AdmissionLayer, call_timeout::CallTimeoutLayer, errors::ErrorStatusLayer,
+        admission::AdmissionLayer,
+        call_timeout::{CallTimeoutLayer, TimedBody},
+        errors::ErrorStatusLayer,
     },
+    services::{Servers, Services},
     settings::Settings,
 };
 
@@ -135,7 +142,7 @@ impl Application {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        let routes = routes(
+        let services = services(
             Recommender::new(self.catalog),
             health_service,
             self.settings.limits.max_message_bytes,
@@ -150,7 +157,10 @@ impl Application {
             self.spans,
         );
         let serve = |stopped| async move {
-            serve_routes(routes, listener, &limits, self.tls, metrics, spans, stopped).await
+            serve_services(
+                services, listener, &limits, self.tls, metrics, spans, stopped,
+            )
+            .await
         };
         let going_away = async move {
             for name in HEALTH_SERVICES {
@@ -198,52 +208,41 @@ pub fn served_methods() -> anyhow::Result<Vec<String>> {
     Ok(methods)
 }
 
-/// Every service of the server: both bookstore contracts over one shared
-/// implementation, gRPC health, and reflection (v1 and v1alpha), each with
-/// the same limit on request messages.
-fn routes(
+/// Every service of the server, each with the same limit on request
+/// messages.
+fn services(
     service: Recommender,
-    health: tonic_health::pb::health_server::HealthServer<
-        impl tonic_health::pb::health_server::Health,
-    >,
+    health: HealthServer<impl Health>,
     max_message_bytes: usize,
-) -> anyhow::Result<Routes> {
+) -> anyhow::Result<Services<impl Health, impl v1::ServerReflection, impl v1alpha::ServerReflection>>
+{
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(protobufs::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let mut routes = Routes::builder();
-    routes
-        .add_service(
-            RecommendationsServiceServer::new(service.clone())
-                .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            RecommendationsServer::new(service).max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(health.max_decoding_message_size(max_message_bytes))
-        .add_service(
-            reflection()
-                .build_v1()
-                .context("building gRPC reflection v1")?
-                .max_decoding_message_size(max_message_bytes),
-        )
-        .add_service(
-            reflection()
-                .build_v1alpha()
-                .context("building gRPC reflection v1alpha")?
-                .max_decoding_message_size(max_message_bytes),
-        );
-    Ok(routes.routes())
+    Ok(Services::new(Servers {
+        v1: RecommendationsServiceServer::new(service.clone())
+            .max_decoding_message_size(max_message_bytes),
+        legacy: RecommendationsServer::new(service).max_decoding_message_size(max_message_bytes),
+        health: health.max_decoding_message_size(max_message_bytes),
+        reflection_v1: reflection()
+            .build_v1()
+            .context("building gRPC reflection v1")?
+            .max_decoding_message_size(max_message_bytes),
+        reflection_v1alpha: reflection()
+            .build_v1alpha()
+            .context("building gRPC reflection v1alpha")?
+            .max_decoding_message_size(max_message_bytes),
+    }))
 }
 
-/// Serves `routes` on `listener` behind the server's layer stack and within
+/// Serves `services` on `listener` behind the server's layer stack and within
 /// `limits` until `stop` resolves, then finishes the calls in flight
 /// (unbounded: the caller bounds it). Public so that layer tests can serve a
 /// dummy service the same way.
-pub async fn serve_routes<F>(
-    routes: Routes,
+pub async fn serve_services<S, F>(
+    services: S,
     listener: Listener,
     limits: &GrpcLimits,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -252,6 +251,14 @@ pub async fn serve_routes<F>(
     stop: F,
 ) -> Result<(), Infallible>
 where
+    S: tower::Service<
+            Request<TimedBody<tonic::body::Body>>,
+            Response = Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
     F: Future<Output = ()>,
 {
     // ServiceBuilder order: the first layer is the outermost. Each request
@@ -296,7 +303,7 @@ where
             lifetime: limits.max_connection_age + limits.max_connection_age_grace,
         },
     );
-    crate::serve::serve(incoming, layers.service(routes.prepare()), limits, stop).await;
+    crate::serve::serve(incoming, layers.service(services), limits, stop).await;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use protobufs::dummy::{
     dummy_service_client::DummyServiceClient,
     dummy_service_server::{DummyService, DummyServiceServer},
 };
-use recommendations::startup::serve_routes;
+use recommendations::startup::serve_services;
 use service_kit::{
     LogFormat,
     metrics::{RpcMetrics, Side, encode},
@@ -24,7 +24,6 @@ use service_kit::{limits::GrpcLimits, listener::Listener};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::{
     Code, Request, Response, Status,
-    service::Routes,
     transport::{Channel, Endpoint},
 };
 
@@ -117,8 +116,7 @@ async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
         release: release.clone(),
         dropped: dropped_tx,
     };
-    let routes =
-        Routes::new(DummyServiceServer::new(dummy).max_decoding_message_size(MAX_MESSAGE_BYTES));
+    let service = DummyServiceServer::new(dummy).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let mut registry = Registry::default();
     let metrics = RpcMetrics::register(&mut registry, Side::Server);
     let tcp = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -128,8 +126,8 @@ async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
     let listener = Listener::new(tcp, limits.max_connections as usize, "grpc");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve_routes(
-            routes,
+        serve_services(
+            service,
             listener,
             &limits,
             None,

@@ -80,6 +80,59 @@ async fn fixed_bytes_posted_to_the_legacy_path_get_science_fiction_books() {
     assert!(ids.iter().all(|id| sci_fi.contains(id)), "{ids:?}");
 }
 
+/// The status of an empty-bodied call to `path`, sent as any gRPC client
+/// would, from its trailers-only response.
+async fn status_of_call_to(app: &crate::helpers::TestApp, path: &str) -> tonic::Status {
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = http::Request::post(format!("http://{}{path}", app.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .expect("a valid request");
+
+    let response = client.request(request).await.expect("an HTTP/2 response");
+    assert_eq!(response.status(), 200, "{path}");
+    tonic::Status::from_header_map(response.headers()).expect("a trailers-only status")
+}
+
+#[tokio::test]
+async fn a_call_to_a_service_the_server_does_not_have_is_unimplemented_and_named() {
+    let app = spawn_app().await;
+
+    for (path, named) in [
+        ("/shop.Cart/Add", "\"shop.Cart\""),
+        // A prefix of a served service's name is another name.
+        ("/Recommendation/Recommend", "\"Recommendation\""),
+        ("/Recommend", "\"\""),
+    ] {
+        let status = status_of_call_to(&app, path).await;
+
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
+        assert_eq!(
+            status.message(),
+            format!("unknown service {named}"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_call_to_a_method_a_served_service_does_not_have_is_unimplemented() {
+    let app = spawn_app().await;
+
+    for path in [
+        "/Recommendations/Buy",
+        "/bookstore.recommendations.v1.RecommendationsService/Buy",
+        "/grpc.health.v1.Health/Kill",
+    ] {
+        let status = status_of_call_to(&app, path).await;
+
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{path}");
+    }
+}
+
 /// The marketplace cancels its call whenever a browser leaves mid-page, so a
 /// burst of leaving browsers becomes a burst of RST_STREAMs on the one shared
 /// connection. h2's guard against the Rapid Reset attack closes a connection
