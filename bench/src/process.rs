@@ -2,10 +2,9 @@
 //! cost: CPU time (utime + stime) and peak resident memory (VmHWM).
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::Stdio,
-    sync::atomic::{AtomicU32, Ordering::Relaxed},
     time::Duration,
 };
 
@@ -266,61 +265,17 @@ pub fn pinned(program: impl AsRef<std::ffi::OsStr>, cpus: Option<&str>) -> Comma
     }
 }
 
-/// A loopback address with a port free at the time of the call, below the
-/// kernel's range of ephemeral ports when it can: the port is only probed
-/// here and bound later by a server, and an outgoing connection given the
-/// same port meanwhile would take it (the siege opens and closes thousands
-/// of connections; seen once, as "Address already in use", right after its
-/// 10,000 idle connections). Ports outside the range are given to no
-/// connection, so only another listener can take one.
+/// A loopback address with a port free at the time of the call, for a
+/// server to bind; below the kernel's range of ephemeral ports, which no
+/// outgoing connection of the siege can take meanwhile
+/// ([`service_kit::testing::try_free_addr`]).
 pub fn free_port() -> anyhow::Result<SocketAddr> {
-    /// Where the search starts: after the ports of common services.
-    const FIRST: u16 = 10_000;
-    /// The next port to try, shared by every call in this process, starting
-    /// at a place of its own so that concurrent runs seldom meet.
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-
-    let below = ephemeral_ports_start().unwrap_or(FIRST);
-    if below > FIRST {
-        let span = u32::from(below - FIRST);
-        let _ = NEXT.compare_exchange(0, std::process::id() % span + 1, Relaxed, Relaxed);
-        for _ in 0..span.min(1_000) {
-            let offset = NEXT.fetch_add(1, Relaxed) % span;
-            let port = FIRST + u16::try_from(offset).unwrap_or(0);
-            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-                return listener.local_addr().context("reading a free port");
-            }
-        }
-    }
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    listener.local_addr().context("reading a free port")
-}
-
-/// The first port of the kernel's range for outgoing connections
-/// (`net.ipv4.ip_local_port_range`), if it can be read.
-fn ephemeral_ports_start() -> Option<u16> {
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    range.split_whitespace().next()?.parse().ok()
+    service_kit::testing::try_free_addr([127, 0, 0, 1]).context("finding a free port")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_ports_are_outside_the_ephemeral_range_and_free() {
-        let start = ephemeral_ports_start().expect("Linux says where its range starts");
-        let ports: Vec<SocketAddr> = (0..20).map(|_| free_port().expect("a port")).collect();
-
-        for addr in &ports {
-            if start > 10_000 {
-                assert!(addr.port() >= 10_000 && addr.port() < start, "{addr}");
-            }
-            TcpListener::bind(addr).unwrap_or_else(|err| panic!("{addr} is free: {err}"));
-        }
-        let distinct: std::collections::HashSet<_> = ports.iter().collect();
-        assert_eq!(distinct.len(), ports.len(), "each call a new port");
-    }
 
     #[test]
     fn cpu_ticks_are_counted_after_the_command_name() {

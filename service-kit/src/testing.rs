@@ -11,16 +11,15 @@
 
 pub mod docs;
 pub mod files;
+pub mod ports;
 pub mod process;
 pub mod raw_h2;
 pub mod running;
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 pub use files::{HostsFile, csv_catalog, make_fifo, numbered_catalog, write_hosts};
+pub use ports::{free_addr, try_free_addr};
 pub use process::Process;
 pub use running::Running;
 
@@ -86,13 +85,6 @@ impl Pki {
             self.write(&format!("{name}.key"), &key),
         )
     }
-}
-
-/// A free port on `ip`, released for a server to bind later (several
-/// replicas on 127.0.0.2, .3, ... can then share it).
-pub fn free_addr(ip: impl Into<IpAddr>) -> SocketAddr {
-    let listener = std::net::TcpListener::bind((ip.into(), 0)).expect("a free port");
-    listener.local_addr().expect("bound")
 }
 
 impl Default for Pki {
