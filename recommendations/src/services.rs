@@ -17,6 +17,7 @@ use std::{
 
 use http::{Request, Response};
 use protobufs::{legacy::recommendations_server, v1::recommendations_service_server};
+use service_kit::rpc::BoxError;
 use tonic::{Status, body::Body, codegen::BoxFuture};
 use tonic_health::pb::health_server::{self, Health, HealthServer};
 use tonic_reflection::{
@@ -32,8 +33,6 @@ use tonic_reflection::{
 use tower::Service;
 
 use crate::api::Recommender;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Every service of the server: both bookstore contracts over one shared
 /// implementation, gRPC health, and reflection (v1 and v1alpha). Generic

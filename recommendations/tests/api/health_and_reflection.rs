@@ -57,42 +57,6 @@ async fn reflection_lists_both_contracts_and_health() {
     }
 }
 
-/// Reflection's older version, which grpcurl before 1.9 and many other
-/// tools still ask for, is served beside v1.
-#[tokio::test]
-async fn reflection_v1alpha_lists_the_same_services() {
-    use tonic_reflection::pb::v1alpha;
-    let app = spawn_app().await;
-    let mut client =
-        v1alpha::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
-    let request = v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
-        ),
-    };
-
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("OK")
-        .into_inner();
-    let response = responses.next().await.expect("one answer").expect("OK");
-
-    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
-        response.message_response
-    else {
-        panic!("expected a service list, got {response:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [V1, "Recommendations", "grpc.health.v1.Health"] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
-        );
-    }
-}
-
 #[tokio::test]
 async fn reflection_describes_the_legacy_method_by_symbol() {
     let app = spawn_app().await;
