@@ -3,7 +3,6 @@
 //! replica) created once and shared by every request.
 #![forbid(unsafe_code)]
 
-pub mod balance;
 pub mod client;
 pub mod error;
 pub mod middleware;

@@ -167,7 +167,7 @@ impl Settings {
     /// The TLS configuration toward recommendations, when
     /// RECOMMENDATIONS_TLS_CA is set; fails on a missing or unusable file,
     /// naming it.
-    pub fn recommendations_tls(&self) -> anyhow::Result<Option<service_kit::rpc::ClientTls>> {
+    pub fn recommendations_tls(&self) -> anyhow::Result<Option<service_kit::client::ClientTls>> {
         let Some(ca) = &self.recommendations_tls_ca else {
             return Ok(None);
         };

@@ -7,6 +7,7 @@ use anyhow::Context;
 use axum::Router;
 use prometheus_client::{metrics::family::Family, registry::Registry};
 use service_kit::{
+    client::Discovery,
     listener::Listener,
     metrics::{HttpMetrics, RpcMetrics, Side},
     service::Service,
@@ -14,7 +15,7 @@ use service_kit::{
 use tokio::net::TcpListener;
 
 use crate::{
-    client::{Discovery, RecommendationsClient},
+    client::RecommendationsClient,
     routes::{self, AppState},
     settings::Settings,
 };

@@ -20,11 +20,14 @@
 //! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
 //! - [`trace`]: trace context across services, spans, OTLP export;
 //! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
-//!   the logging and metrics layers on both the server and the client side.
+//!   the logging and metrics layers on both the server and the client side;
+//! - [`client`]: everything about calling a service: discovery, the replica
+//!   pool, retries and their budget, the deadline, the HTTP/2 channel.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
+pub mod client;
 pub mod files;
 pub mod graceful;
 pub mod http;

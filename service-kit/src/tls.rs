@@ -238,7 +238,7 @@ pub fn client_config(
     ca: &Path,
     domain: &str,
     identity: Option<(&Path, &Path)>,
-) -> anyhow::Result<crate::rpc::ClientTls> {
+) -> anyhow::Result<crate::client::ClientTls> {
     let roots = root_store(ca, "CA certificate")?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -265,7 +265,7 @@ pub fn client_config(
     let server_name = ServerName::try_from(domain.to_owned()).map_err(|err| {
         anyhow!("the TLS domain {domain:?} is not a DNS name or IP address: {err}")
     })?;
-    Ok(crate::rpc::ClientTls {
+    Ok(crate::client::ClientTls {
         config: Arc::new(config),
         server_name,
     })

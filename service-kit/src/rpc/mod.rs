@@ -9,8 +9,6 @@
 //! also makes each call's span ([`crate::trace::CallSpans`]) and enters it
 //! around everything it wraps, the report of the call's end included.
 
-mod channel;
-mod deadline;
 mod logging;
 mod metrics;
 
@@ -31,10 +29,8 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 use tracing::Span;
 
-use crate::trace::CallSpans;
+use crate::{client::CallDeadline, trace::CallSpans};
 
-pub use channel::{ChannelSettings, ClientTls, EAGER_BYTES, H2Body, H2Channel};
-pub use deadline::{CallDeadline, Deadline, DeadlineBody, DeadlineFuture, DeadlineLayer};
 pub use logging::RpcLogger;
 pub use metrics::RpcMeter;
 

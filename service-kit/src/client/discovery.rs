@@ -87,7 +87,7 @@ impl Resolver {
             let hosts_file = self.hosts_file.clone();
             tokio::task::spawn_blocking(move || match hosts_file {
                 Some(path) => {
-                    let text = service_kit::files::read_to_string(&path, MAX_HOSTS_FILE_BYTES, "")
+                    let text = crate::files::read_to_string(&path, MAX_HOSTS_FILE_BYTES, "")
                         .with_context(|| format!("the hosts file {}", path.display()))?;
                     Ok(hosts_entries(&text, &host).collect())
                 }
@@ -221,7 +221,11 @@ mod tests {
     async fn a_fifo_or_a_huge_hosts_file_fails_the_lookup_and_does_not_hang() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let fifo = dir.path().join("hosts");
-        service_kit::testing::make_fifo(&fifo);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success(), "mkfifo {}", fifo.display());
         let huge = dir.path().join("huge");
         std::fs::write(&huge, vec![b'#'; MAX_HOSTS_FILE_BYTES as usize + 1]).expect("written");
 

@@ -8,7 +8,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-use super::{Member, Pool, retry_budget::RetryBudget};
+use super::{CallDeadline, Member, ReplicaPool, RetryBudget};
+use crate::trace::ResendCount;
 
 /// Whether a call may run again on another replica after a failure: the
 /// first attempt may have reached its replica and done its work before the
@@ -33,6 +34,20 @@ pub struct Attempt {
     pub resends: u32,
 }
 
+impl Attempt {
+    /// `message` as the request of this attempt: its deadline, and, for
+    /// the span, how many attempts came before it if any (a first attempt
+    /// carries none: an extension is an allocation).
+    pub fn request<M>(self, message: M) -> tonic::Request<M> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(CallDeadline(self.deadline));
+        if self.resends > 0 {
+            request.extensions_mut().insert(ResendCount(self.resends));
+        }
+        request
+    }
+}
+
 /// How calls on a pool are retried: within `timeout` from their start, and
 /// within `budget`.
 #[derive(Debug)]
@@ -48,14 +63,14 @@ pub struct RetryPolicy {
 /// at once without recommendations.
 const MIN_RETRY_SHARE: f64 = 0.1;
 
-impl<C: Clone> Pool<C> {
+impl<C: Clone> ReplicaPool<C> {
     /// Runs `attempt` on the next replica (it is given the replica and the
     /// [`Attempt`]). If it fails with a
     /// status that says "this replica, not this request" (see
     /// [`replica_failed`]), ejects that replica and, if the call is
     /// [`Retry::Idempotent`], the deadline leaves time for it and the retry
     /// budget allows, tries once more on another, within the same deadline.
-    /// A replica that answers is noted (see [`Pool::answered`]).
+    /// A replica that answers is noted (see [`ReplicaPool::answered`]).
     pub async fn call<T, F, Fut>(
         &self,
         policy: &RetryPolicy,
@@ -69,9 +84,9 @@ impl<C: Clone> Pool<C> {
         let deadline = Instant::now() + policy.timeout;
         policy.budget.deposit();
         let attempts = async {
-            let first = self
-                .pick(None)
-                .ok_or_else(|| Status::unavailable("no recommendations replica is known yet"))?;
+            let first = self.pick(None).ok_or_else(|| {
+                Status::unavailable(format!("no {} replica is known yet", self.service()))
+            })?;
             let first_attempt = Attempt {
                 deadline,
                 resends: 0,
@@ -131,11 +146,6 @@ impl<C: Clone> Pool<C> {
     }
 }
 
-/// The status of a call that had no answer within its deadline.
-pub fn deadline_exceeded(timeout: Duration) -> Status {
-    Status::deadline_exceeded(format!("no answer within the {timeout:?} deadline"))
-}
-
 /// Whether a failure is the replica's rather than the request's, so that
 /// the replica is ejected and another may well succeed: UNAVAILABLE (it is
 /// gone, refusing, or draining), DEADLINE_EXCEEDED (it is too slow: the
@@ -161,7 +171,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::balance::tests::{addrs, pool};
+    use crate::client::pool::tests::{addrs, pool};
 
     fn policy(ratio: f64, min_per_second: u32) -> RetryPolicy {
         RetryPolicy {
