@@ -8,8 +8,8 @@ use axum::Router;
 use prometheus_client::{metrics::family::Family, registry::Registry};
 use service_kit::{
     client::Discovery,
-    listener::Listener,
     metrics::{HttpMetrics, RpcMetrics, Side},
+    server::Listener,
     service::Service,
 };
 use tokio::net::TcpListener;
@@ -120,7 +120,7 @@ impl Application {
         let (listener, router, limits) = (self.listener, self.router, self.settings.limits);
         let metrics = Some(self.http_metrics);
         let serve = |stopped| async move {
-            service_kit::http::serve(listener, router, &limits, metrics, stopped).await;
+            service_kit::server::serve_http(listener, router, &limits, metrics, stopped).await;
             Ok::<(), std::convert::Infallible>(())
         };
         self.service.serve(serve, async {}, shutdown).await

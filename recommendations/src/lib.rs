@@ -5,12 +5,8 @@
 
 pub mod api;
 pub mod catalog;
-pub mod connection_age;
 pub mod error;
 pub mod healthcheck;
-pub mod listener;
-pub mod middleware;
-pub mod serve;
 pub mod services;
 pub mod settings;
 pub mod startup;

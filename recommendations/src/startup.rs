@@ -1,10 +1,9 @@
 //! Building and running the server: the catalog, the listeners, the services,
 //! the layer stack, and the shutdown sequence.
 
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use http::{Request, Response};
 use prometheus_client::{metrics::gauge::Gauge, registry::Registry};
 use protobufs::{
     legacy::recommendations_server::{RecommendationsServer, SERVICE_NAME as LEGACY_SERVICE},
@@ -13,10 +12,8 @@ use protobufs::{
     },
 };
 use service_kit::{
-    limits::GrpcLimits,
-    listener::Listener,
     metrics::{RpcMetrics, Side},
-    rpc::{ObserveLayer, RpcLogger, RpcMeter},
+    server::{Listener, serve_grpc},
     service::Service,
     trace::CallSpans,
 };
@@ -26,17 +23,10 @@ use tonic_health::{
     pb::health_server::{Health, HealthServer},
 };
 use tonic_reflection::server::{v1, v1alpha};
-use tower::ServiceBuilder;
 
 use crate::{
     api::Recommender,
     catalog::Catalog,
-    listener::{self, Handshake},
-    middleware::{
-        admission::AdmissionLayer,
-        call_timeout::{CallTimeoutLayer, TimedBody},
-        errors::ErrorStatusLayer,
-    },
     services::{Servers, Services},
     settings::Settings,
 };
@@ -157,7 +147,7 @@ impl Application {
             self.spans,
         );
         let serve = |stopped| async move {
-            serve_services(
+            serve_grpc(
                 services, listener, &limits, self.tls, metrics, spans, stopped,
             )
             .await
@@ -235,76 +225,6 @@ fn services(
             .context("building gRPC reflection v1alpha")?
             .max_decoding_message_size(max_message_bytes),
     }))
-}
-
-/// Serves `services` on `listener` behind the server's layer stack and within
-/// `limits` until `stop` resolves, then finishes the calls in flight
-/// (unbounded: the caller bounds it). Public so that layer tests can serve a
-/// dummy service the same way.
-pub async fn serve_services<S, F>(
-    services: S,
-    listener: Listener,
-    limits: &GrpcLimits,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    metrics: RpcMetrics,
-    spans: CallSpans,
-    stop: F,
-) -> Result<(), Infallible>
-where
-    S: tower::Service<
-            Request<TimedBody<tonic::body::Body>>,
-            Response = Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    F: Future<Output = ()>,
-{
-    // ServiceBuilder order: the first layer is the outermost. Each request
-    // comes with its peer's address (crate::serve).
-    let layers = ServiceBuilder::new()
-        // One log event per call and its metrics (count, latency, in
-        // flight), outermost so that they see the final status of
-        // everything below, refused, timed-out and panicking calls included;
-        // and the call's span, continuing the caller's trace, entered around
-        // everything below, so that their log lines carry its ids.
-        .layer(
-            ObserveLayer::new((RpcLogger::new(Side::Server), RpcMeter::new(metrics)))
-                .with_spans(spans),
-        )
-        // Over the bound on calls in flight, refuse at once rather than
-        // queue; a call's slot is held until its response is sent.
-        .layer(AdmissionLayer::new(
-            limits.concurrency_limit as usize,
-            GrpcLimits::HEALTH_CONCURRENCY_LIMIT,
-        ))
-        // The limits per call, whatever deadline the client sent (or none):
-        // the request message must arrive in time, and the call end by its
-        // client's deadline and the server's maximum, or the call ends with
-        // DEADLINE_EXCEEDED and its slot is freed.
-        .layer(CallTimeoutLayer::new(
-            limits.request_timeout,
-            limits.max_call_duration,
-        ))
-        // Innermost: a panicking handler becomes INTERNAL, logged once, and
-        // tonic's OUT_OF_RANGE for oversized messages the spec's
-        // RESOURCE_EXHAUSTED.
-        .layer(ErrorStatusLayer::default());
-
-    // Connections are capped and handshakes time-limited before they are
-    // served; each is closed at the maximum age plus grace (GOAWAY comes at
-    // the maximum age).
-    let incoming = listener::incoming(
-        listener,
-        Handshake {
-            tls: tls.map(listener::tls_acceptor),
-            timeout: limits.handshake_timeout,
-            lifetime: limits.max_connection_age + limits.max_connection_age_grace,
-        },
-    );
-    crate::serve::serve(incoming, layers.service(services), limits, stop).await;
-    Ok(())
 }
 
 #[cfg(test)]

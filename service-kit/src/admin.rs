@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     limits::{AdminLimits, HttpLimits},
-    listener::Listener,
+    server::Listener,
 };
 
 /// Whether the process wants new traffic. It turns false as soon as shutdown
@@ -139,7 +139,7 @@ impl AdminServer {
         F: Future<Output = ()> + Send + 'static,
     {
         // The admin listener's own requests are not counted.
-        crate::http::serve(self.listener, self.router, &self.limits, None, shutdown).await;
+        crate::server::serve_http(self.listener, self.router, &self.limits, None, shutdown).await;
         Ok(())
     }
 

@@ -7,10 +7,9 @@
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`panic`]: the innermost layer, a panicking handler's answer;
 //! - [`limits`]: every listener's limits, declared once as settings;
-//! - [`listener`]: accepting connections under a cap, backing off on errors;
-//! - [`graceful`]: closing served connections at shutdown or a maximum age;
-//! - [`http`]: serving a router within those limits (timeouts, caps, 503s);
-//! - [`timer`]: hyper's timer for every listener, with a cheap clock;
+//! - [`server`]: everything about serving a listener: accepting under a
+//!   cap, the one connection loop, graceful close, the web (HTTP) and gRPC
+//!   servers with their limits and call layers;
 //! - [`files`]: reading files named by settings, regular files only, capped;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
@@ -29,21 +28,18 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod files;
-pub mod graceful;
-pub mod http;
 pub mod limits;
-pub mod listener;
 pub mod log_limit;
 pub mod metrics;
 pub mod panic;
 pub mod rpc;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod timer;
 pub mod tls;
 pub mod trace;
 

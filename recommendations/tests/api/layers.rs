@@ -14,13 +14,13 @@ use protobufs::dummy::{
     dummy_service_client::DummyServiceClient,
     dummy_service_server::{DummyService, DummyServiceServer},
 };
-use recommendations::startup::serve_services;
+use service_kit::server::serve_grpc;
 use service_kit::{
     LogFormat,
     metrics::{RpcMetrics, Side, encode},
     trace::CallSpans,
 };
-use service_kit::{limits::GrpcLimits, listener::Listener};
+use service_kit::{limits::GrpcLimits, server::Listener};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tonic::{
     Code, Request, Response, Status,
@@ -126,7 +126,7 @@ async fn spawn_dummy(limits: GrpcLimits) -> DummyServer {
     let listener = Listener::new(tcp, limits.max_connections as usize, "grpc");
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        serve_services(
+        serve_grpc(
             service,
             listener,
             &limits,

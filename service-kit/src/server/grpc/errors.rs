@@ -1,6 +1,6 @@
 //! Error mapping, the innermost layer: failures below the handlers become
 //! proper gRPC statuses, so every client and every outer layer sees a status
-//! and never a broken connection. (Handler errors are typed: `crate::error`
+//! and never a broken connection. (Handler errors are typed: each service's `error`
 //! maps those.)
 //!
 //! - A panicking handler becomes INTERNAL; the connection and the server
@@ -9,14 +9,14 @@
 //!   spec's RESOURCE_EXHAUSTED.
 //!
 //! Both are one layer, [`ErrorStatusLayer`]: service-kit's
-//! [`CatchPanic`](service_kit::panic::CatchPanic), which keeps tonic's body
+//! [`CatchPanic`](crate::panic::CatchPanic), which keeps tonic's body
 //! type, with [`GrpcAnswers`]. A call that does not panic costs only the
 //! unwinding guard and one header lookup.
 
 use std::any::Any;
 
+use crate::panic::{Answers, CatchPanicLayer};
 use http::Response;
-use service_kit::panic::{Answers, CatchPanicLayer};
 use tonic::{Code, Status};
 
 /// The innermost layer of the server's stack (see the module docs).
@@ -41,7 +41,7 @@ impl Answers<tonic::body::Body> for GrpcAnswers {
 /// ErrorLogger); the connection and the server live on.
 pub fn panic_to_internal(panic: Box<dyn Any + Send + 'static>) -> Response<tonic::body::Body> {
     tracing::error!(
-        panic = service_kit::panic::message(&*panic),
+        panic = crate::panic::message(&*panic),
         "a request handler panicked; answering INTERNAL"
     );
     Status::internal("internal error").into_http()
@@ -52,7 +52,7 @@ pub fn panic_to_internal(panic: Box<dyn Any + Send + 'static>) -> Response<tonic
 pub fn oversized_to_resource_exhausted<B>(mut response: Response<B>) -> Response<B> {
     // Only trailers-only error responses carry grpc-status in their headers,
     // so the common case costs one header lookup.
-    if service_kit::rpc::status_code(response.headers()) != Some(Code::OutOfRange) {
+    if crate::rpc::status_code(response.headers()) != Some(Code::OutOfRange) {
         return response;
     }
     let Some(status) = Status::from_header_map(response.headers()) else {

@@ -1,6 +1,6 @@
 //! The gRPC listener's connections, from accept to handing them to the
-//! server ([`crate::serve`]):
-//! a cap on connections open at once ([`service_kit::listener`]), a time
+//! server ([`super::serve_grpc`]):
+//! a cap on connections open at once ([`crate::server::listener`]), a time
 //! limit on the TLS handshake (tonic's own has none) and on a plaintext
 //! client's first bytes, and the hard end of each connection's life
 //! ([`AgeLimited`]).
@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use service_kit::listener::{Accepted, Listener};
+use crate::server::listener::{Accepted, Listener};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -25,7 +25,7 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tonic::transport::server::{Connected as _, TcpConnectInfo};
 
-use crate::connection_age::AgeLimited;
+use super::connection_age::AgeLimited;
 
 /// How a connection is accepted.
 #[derive(Clone)]

@@ -4,24 +4,27 @@
 //! its responses keeps its calls counted. Over the bound the call is refused
 //! at once with RESOURCE_EXHAUSTED, never queued.
 //!
-//! Health checks draw on a pool of their own, so that probes answer while
+//! Health checks draw on a limit of their own, so that probes answer while
 //! the data-plane calls are saturated or under attack.
 
 use std::{
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use service_kit::log_limit::LineBudget;
 use tonic::Status;
 use tower::{Layer, Service};
+
+use crate::{
+    log_limit::LineBudget,
+    server::{
+        guarded_body::GuardedBody,
+        in_flight::{InFlightLimit, Slot},
+    },
+};
 
 /// The path prefix of gRPC health's methods.
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -29,61 +32,23 @@ const HEALTH: &str = "/grpc.health.v1.Health/";
 /// Wraps a service in [`Admission`].
 #[derive(Clone, Debug)]
 pub struct AdmissionLayer {
-    pools: Arc<Pools>,
+    limits: Arc<Limits>,
 }
 
 #[derive(Debug)]
-struct Pools {
-    calls: Arc<Pool>,
-    health: Arc<Pool>,
+struct Limits {
+    calls: Arc<InFlightLimit>,
+    health: Arc<InFlightLimit>,
     refusals: RefusalLog,
-}
-
-/// A count of calls in flight under a bound. (A semaphore with no waiters:
-/// nothing queues here, so a counter does, without the semaphore's lock on
-/// every release.)
-#[derive(Debug)]
-struct Pool {
-    in_flight: AtomicUsize,
-    limit: usize,
-}
-
-impl Pool {
-    fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self {
-            in_flight: AtomicUsize::new(0),
-            limit,
-        })
-    }
-
-    /// A slot, unless `limit` calls hold one.
-    fn try_take(self: &Arc<Self>) -> Option<Slot> {
-        self.in_flight
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
-                (n < self.limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot(self.clone()))
-    }
-}
-
-/// One call's place in its [`Pool`], given back when dropped.
-#[derive(Debug)]
-struct Slot(Arc<Pool>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Release);
-    }
 }
 
 impl AdmissionLayer {
     /// At most `calls` data-plane calls and `health` health checks in flight.
     pub fn new(calls: usize, health: usize) -> Self {
         Self {
-            pools: Arc::new(Pools {
-                calls: Pool::new(calls),
-                health: Pool::new(health),
+            limits: Arc::new(Limits {
+                calls: InFlightLimit::new(calls),
+                health: InFlightLimit::new(health),
                 refusals: RefusalLog::new(),
             }),
         }
@@ -96,7 +61,7 @@ impl<S> Layer<S> for AdmissionLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Admission {
             inner,
-            pools: self.pools.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -105,7 +70,7 @@ impl<S> Layer<S> for AdmissionLayer {
 #[derive(Clone, Debug)]
 pub struct Admission<S> {
     inner: S,
-    pools: Arc<Pools>,
+    limits: Arc<Limits>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Admission<S>
@@ -122,18 +87,18 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let pool = if request.uri().path().starts_with(HEALTH) {
-            &self.pools.health
+        let limit = if request.uri().path().starts_with(HEALTH) {
+            &self.limits.health
         } else {
-            &self.pools.calls
+            &self.limits.calls
         };
-        match pool.try_take() {
+        match limit.try_take() {
             Some(slot) => AdmissionFuture {
                 inner: Some(self.inner.call(request)),
                 slot: Some(slot),
             },
             None => {
-                self.pools.refusals.refused();
+                self.limits.refusals.refused();
                 AdmissionFuture {
                     inner: None,
                     slot: None,
@@ -167,52 +132,16 @@ where
                 "the server has too many calls in flight; retry with backoff",
             )
             .into_http::<ResBody>();
-            return Poll::Ready(Ok(refused.map(|inner| AdmittedBody { inner, slot: None })));
+            return Poll::Ready(Ok(refused.map(|inner| GuardedBody::new(inner, None))));
         };
         let response = ready!(inner.poll(cx))?;
         let slot = this.slot.take();
-        Poll::Ready(Ok(response.map(|inner| AdmittedBody { inner, slot })))
+        Poll::Ready(Ok(response.map(|inner| GuardedBody::new(inner, slot))))
     }
 }
 
-pin_project! {
-    /// A response body that holds its call's slot until it is dropped.
-    pub struct AdmittedBody<B> {
-        #[pin]
-        inner: B,
-        slot: Option<Slot>,
-    }
-}
-
-/// An answer that holds no slot (a status made above this layer).
-impl<B: Default> Default for AdmittedBody<B> {
-    fn default() -> Self {
-        Self {
-            inner: B::default(),
-            slot: None,
-        }
-    }
-}
-
-impl<B: Body> Body for AdmittedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// A response body that holds its call's slot until it is dropped.
+pub type AdmittedBody<B> = GuardedBody<B, Slot>;
 
 /// Says in the log that calls are being refused, at most once a second and
 /// with how many, rather than once per call: under overload, a line per
@@ -263,7 +192,7 @@ mod tests {
     }
 
     fn code<B>(response: &Response<B>) -> Option<tonic::Code> {
-        service_kit::rpc::status_code(response.headers())
+        crate::rpc::status_code(response.headers())
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! The hard end of a connection's life: closed `max age + grace` after it
 //! was accepted, whatever is still in flight on it.
 //!
-//! At `max age` the server sends GOAWAY ([`service_kit::graceful`]), so
+//! At `max age` the server sends GOAWAY ([`crate::server::graceful`]), so
 //! clients open a new connection (and, behind a load balancer, may land on
 //! another replica) while the calls in flight finish. This wrapper around
 //! each accepted socket ends the grace period: once it has passed too,
@@ -14,8 +14,8 @@ use std::{
     time::Duration,
 };
 
+use crate::server::graceful::Alarm;
 use pin_project_lite::pin_project;
-use service_kit::graceful::Alarm;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::Instant,
