@@ -5,7 +5,7 @@
 
 pub mod client;
 pub mod error;
-pub mod middleware;
+pub mod panic_page;
 pub mod routes;
 pub mod settings;
 pub mod startup;

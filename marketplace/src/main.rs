@@ -36,7 +36,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let service = &settings.service;
     let tracing = service_kit::telemetry::init(service.log_format, &service.trace, "marketplace")?;
     let app = Application::build(settings).await?;
-    let result = app.run_until_stopped(service_kit::shutdown::signal()).await;
+    let result = app
+        .run_until_stopped(service_kit::lifecycle::signal())
+        .await;
     tracing.shutdown().await;
     result
 }

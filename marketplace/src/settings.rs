@@ -6,8 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 use service_kit::{
     cli::ServiceArgs,
+    lifecycle::ServiceSettings,
     limits::{HttpLimits, with_env_prefix},
-    service::ServiceSettings,
 };
 
 /// The marketplace's command line: its settings, and `healthcheck`.

@@ -8,9 +8,9 @@ use axum::Router;
 use prometheus_client::{metrics::family::Family, registry::Registry};
 use service_kit::{
     client::Discovery,
+    lifecycle::Lifecycle,
     metrics::{HttpMetrics, RpcMetrics, Side},
     server::Listener,
-    service::Service,
 };
 use tokio::net::TcpListener;
 
@@ -30,7 +30,7 @@ pub struct Application {
     router: Router,
     /// Also counts the requests the listener's bounds refuse.
     http_metrics: HttpMetrics,
-    service: Service,
+    lifecycle: Lifecycle,
     /// Stops finding replicas when the application ends.
     _discovery: Discovery,
 }
@@ -77,14 +77,14 @@ impl Application {
             settings.limits.http_max_connections as usize,
             "http",
         );
-        let service = Service::bind("http", &settings.service, registry).await?;
+        let lifecycle = Lifecycle::bind("http", &settings.service, registry).await?;
         Ok(Self {
             settings,
             listener,
             local_addr,
             router,
             http_metrics,
-            service,
+            lifecycle,
             _discovery: discovery,
         })
     }
@@ -96,7 +96,7 @@ impl Application {
 
     /// The address the admin listener is bound to.
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
-        self.service.admin_addr()
+        self.lifecycle.admin_addr()
     }
 
     /// The router, for tests that call handlers in process.
@@ -113,7 +113,7 @@ impl Application {
     {
         tracing::info!(
             http = %self.local_addr,
-            admin = %self.service.admin_addr()?,
+            admin = %self.lifecycle.admin_addr()?,
             recommendations = %self.settings.recommendations_uri(),
             "serving"
         );
@@ -123,6 +123,6 @@ impl Application {
             service_kit::server::serve_http(listener, router, &limits, metrics, stopped).await;
             Ok::<(), std::convert::Infallible>(())
         };
-        self.service.serve(serve, async {}, shutdown).await
+        self.lifecycle.run(serve, async {}, shutdown).await
     }
 }

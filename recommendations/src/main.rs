@@ -34,7 +34,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let tracing =
         service_kit::telemetry::init(service.log_format, &service.trace, "recommendations")?;
     let app = Application::build(settings).await?;
-    let result = app.run_until_stopped(service_kit::shutdown::signal()).await;
+    let result = app
+        .run_until_stopped(service_kit::lifecycle::signal())
+        .await;
     tracing.shutdown().await;
     result
 }

@@ -17,7 +17,7 @@ use std::{
 
 use http::{Request, Response};
 use protobufs::{legacy::recommendations_server, v1::recommendations_service_server};
-use service_kit::rpc::BoxError;
+use service_kit::grpc_wire::BoxError;
 use tonic::{Status, body::Body, codegen::BoxFuture};
 use tonic_health::pb::health_server::{self, Health, HealthServer};
 use tonic_reflection::{

@@ -6,8 +6,8 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::Parser;
 use service_kit::{
     cli::ServiceArgs,
+    lifecycle::ServiceSettings,
     limits::{GrpcLimits, with_env_prefix},
-    service::ServiceSettings,
     tls::ClientAuth,
 };
 

@@ -12,9 +12,9 @@ use protobufs::{
     },
 };
 use service_kit::{
+    lifecycle::Lifecycle,
     metrics::{RpcMetrics, Side},
     server::{Listener, serve_grpc},
-    service::Service,
     trace::CallSpans,
 };
 use tokio::net::TcpListener;
@@ -43,7 +43,7 @@ pub struct Application {
     catalog: Arc<Catalog>,
     listener: Listener,
     local_addr: SocketAddr,
-    service: Service,
+    lifecycle: Lifecycle,
     metrics: RpcMetrics,
     spans: CallSpans,
     tls: Option<Arc<rustls::ServerConfig>>,
@@ -92,14 +92,14 @@ impl Application {
             "Books in the served catalog",
             books,
         );
-        let service = Service::bind("grpc", &settings.service, registry).await?;
+        let lifecycle = Lifecycle::bind("grpc", &settings.service, registry).await?;
 
         Ok(Self {
             settings,
             catalog: Arc::new(catalog),
             listener,
             local_addr,
-            service,
+            lifecycle,
             metrics,
             spans,
             tls,
@@ -113,7 +113,7 @@ impl Application {
 
     /// The address the admin listener is bound to.
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
-        self.service.admin_addr()
+        self.lifecycle.admin_addr()
     }
 
     /// Serves until `shutdown` resolves, then shuts down in order:
@@ -138,7 +138,7 @@ impl Application {
             self.settings.limits.max_message_bytes,
         )?;
         let tls = if self.tls.is_some() { "on" } else { "off" };
-        tracing::info!(grpc = %self.local_addr, admin = %self.service.admin_addr()?, tls, "serving");
+        tracing::info!(grpc = %self.local_addr, admin = %self.lifecycle.admin_addr()?, tls, "serving");
 
         let (listener, limits, metrics, spans) = (
             self.listener,
@@ -160,7 +160,7 @@ impl Application {
             }
             tracing::info!("health is NOT_SERVING");
         };
-        self.service.serve(serve, going_away, shutdown).await
+        self.lifecycle.run(serve, going_away, shutdown).await
     }
 }
 

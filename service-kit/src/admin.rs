@@ -1,15 +1,7 @@
 //! The admin HTTP listener: `/metrics`, `/healthz` and `/readyz`, on a port
 //! of its own so that they are never exposed with the public API.
 
-use std::{
-    future::Future,
-    io,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use axum::{
@@ -23,38 +15,10 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::{
+    lifecycle::Readiness,
     limits::{AdminLimits, HttpLimits},
     server::Listener,
 };
-
-/// Whether the process wants new traffic. It turns false as soon as shutdown
-/// begins, so that load balancers stop sending requests before the drain.
-/// Cloning shares the flag.
-#[derive(Clone, Debug)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    /// A flag that starts ready.
-    pub fn new() -> Self {
-        Self(Arc::new(AtomicBool::new(true)))
-    }
-
-    /// Reports not ready from now on.
-    pub fn set_not_ready(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-
-    /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 #[derive(Clone)]
 struct AdminState {
@@ -145,7 +109,7 @@ impl AdminServer {
 
     /// Serves in a task of its own until [`AdminHandle::stop`].
     pub fn spawn(self) -> AdminHandle {
-        let (trigger, stopped) = crate::shutdown::trigger();
+        let (trigger, stopped) = crate::lifecycle::trigger();
         AdminHandle {
             trigger,
             task: tokio::spawn(self.run_until_stopped(stopped)),
@@ -156,7 +120,7 @@ impl AdminServer {
 /// A running admin listener (see [`AdminServer::spawn`]).
 #[derive(Debug)]
 pub struct AdminHandle {
-    trigger: crate::shutdown::Trigger,
+    trigger: crate::lifecycle::Trigger,
     task: tokio::task::JoinHandle<io::Result<()>>,
 }
 

@@ -87,7 +87,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::{limits::with_env_prefix, service::ServiceSettings};
+    use crate::{lifecycle::ServiceSettings, limits::with_env_prefix};
 
     /// A service of one setting of its own and the shared ones.
     #[derive(Args, Debug)]

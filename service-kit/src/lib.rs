@@ -13,13 +13,14 @@
 //! - [`files`]: reading files named by settings, regular files only, capped;
 //! - [`admin`]: the admin HTTP listener (`/metrics`, `/healthz`, `/readyz`);
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
-//! - [`shutdown`]: the SIGTERM/SIGINT signal and the bounded drain;
-//! - [`service`]: the skeleton of every service: common settings, the admin
-//!   listener and readiness, the run and its ordered drain;
+//! - [`lifecycle`]: a service's life: its common settings, the SIGTERM and
+//!   SIGINT signals, readiness, the run and its ordered, bounded drain;
 //! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
 //! - [`trace`]: trace context across services, spans, OTLP export;
-//! - [`rpc`]: a tower layer that reports how each gRPC call ended, used by
-//!   the logging and metrics layers on both the server and the client side;
+//! - [`observe`]: a tower layer that reports how each gRPC call ended, to
+//!   the logging and metrics built on it, server and client side alike;
+//! - [`grpc_wire`]: the `grpc-status` of a header map, header lookups, the
+//!   code of an error;
 //! - [`client`]: everything about calling a service: discovery, the replica
 //!   pool, retries and their budget, the deadline, the HTTP/2 channel.
 #![forbid(unsafe_code)]
@@ -28,20 +29,21 @@ pub mod admin;
 pub mod cli;
 pub mod client;
 pub mod files;
+pub mod grpc_wire;
+pub mod lifecycle;
 pub mod limits;
 pub mod log_limit;
 pub mod metrics;
+pub mod observe;
 pub mod panic;
-pub mod rpc;
 pub mod runtime;
 pub mod server;
-pub mod service;
-pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
 pub mod trace;
 
-pub use admin::{AdminHandle, AdminServer, Readiness};
+pub use admin::{AdminHandle, AdminServer};
+pub use lifecycle::{Lifecycle, Readiness};
 pub use telemetry::LogFormat;

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use axum::{Router, response::Html, routing::get, serve::ListenerExt as _};
 use clap::Parser;
-use service_kit::shutdown;
+use service_kit::lifecycle as shutdown;
 
 #[derive(Parser)]
 struct Args {

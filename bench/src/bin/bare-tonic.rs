@@ -13,7 +13,7 @@ use protobufs::{
     v1::recommendations_service_server::RecommendationsServiceServer,
 };
 use recommendations::{Catalog, api::Recommender};
-use service_kit::shutdown;
+use service_kit::lifecycle as shutdown;
 use tonic::transport::{Server, server::TcpIncoming};
 
 #[derive(Parser)]

@@ -16,12 +16,12 @@ use axum::{
     routing::get,
 };
 use http::header;
-use service_kit::metrics::HttpMetrics;
+use service_kit::{metrics::HttpMetrics, server::http::HttpObserveLayer};
 use tower::ServiceBuilder;
 
 pub use pages::{AppState, PAGE_CAPACITY};
 
-use crate::middleware::{errors, observe};
+use crate::panic_page;
 
 /// No scripts at all, styles and images only from this site, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -47,9 +47,9 @@ pub fn router(state: AppState, metrics: HttpMetrics) -> Router {
                 .map_response(security_headers)
                 // One log event and the metrics of each request, with the
                 // final status, 500s from panics included.
-                .layer(observe::ObserveLayer::new(metrics))
+                .layer(HttpObserveLayer::new(metrics))
                 // Innermost: a panicking handler becomes the 500 page.
-                .layer(errors::catch_panic()),
+                .layer(panic_page::catch_panic()),
         )
 }
 

@@ -164,7 +164,10 @@ fn start_both_on(
 ) -> (Process, Process, String) {
     let mut env = env.to_vec();
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", collector));
-    env.push(("RUST_LOG", "info,service_kit::rpc=debug,marketplace=debug"));
+    env.push((
+        "RUST_LOG",
+        "info,service_kit::observe=debug,service_kit::server::http::observe=debug,marketplace=debug",
+    ));
     let mut recommendations = Process::start_with_env(
         &recommendations_binary(),
         &[&format!("--listen={grpc}"), "--admin-listen=127.0.0.1:0"],

@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-use crate::rpc::{BoxError, status_code};
+use crate::grpc_wire::{BoxError, status_code};
 
 /// The `grpc-timeout` header, parsed once.
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");

@@ -18,8 +18,9 @@ use super::{
     replica_metrics::{ReplicaCalls, ReplicaCallsFamily, forget},
 };
 use crate::{
+    grpc_wire::code_of_error,
     metrics::{RpcMetrics, Side},
-    rpc::{Observe, ObserveLayer, RpcLogger, RpcMeter, code_of_error},
+    observe::{Observe, ObserveLayer, RpcLogger, RpcMeter},
     trace::CallSpans,
 };
 

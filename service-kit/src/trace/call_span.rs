@@ -3,7 +3,7 @@
 //! passes its context and the request id on in the call's metadata.
 //!
 //! [`CallSpans`] makes the span; the observing layer
-//! ([`crate::rpc::ObserveLayer::with_spans`]) keeps it with the rest of the
+//! ([`crate::observe::ObserveLayer::with_spans`]) keeps it with the rest of the
 //! call's state and enters it while the inner service runs, while the
 //! response body is polled and when it reports the call's end, so that the
 //! call's log line carries its ids and its final status is recorded on it.
@@ -93,7 +93,7 @@ impl CallSpans {
 
     fn server_span<B>(&self, request: &Request<B>) -> Span {
         let headers = request.headers();
-        let parent = crate::rpc::header(headers, &TRACEPARENT)
+        let parent = crate::grpc_wire::header(headers, &TRACEPARENT)
             .is_some()
             .then(|| extract(headers));
         if parent.is_none() && !exporting() {

@@ -192,7 +192,7 @@ mod tests {
     }
 
     fn code<B>(response: &Response<B>) -> Option<tonic::Code> {
-        crate::rpc::status_code(response.headers())
+        crate::grpc_wire::status_code(response.headers())
     }
 
     #[tokio::test]

@@ -224,7 +224,7 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// most 8 digits and a unit: `H`, `M`, `S`, `m`, `u` or `n`); `None` when
 /// absent or malformed, as tonic reads it.
 fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = crate::rpc::header(headers, &GRPC_TIMEOUT)?.as_bytes();
+    let value = crate::grpc_wire::header(headers, &GRPC_TIMEOUT)?.as_bytes();
     let (&unit, digits) = value.split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

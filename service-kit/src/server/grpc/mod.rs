@@ -8,8 +8,8 @@
 //! - the connection loop ([`super::connections`]), each connection served
 //!   by hyper's HTTP/2 server and closed gracefully (GOAWAY, calls in
 //!   flight finish) at its maximum age or when the server stops;
-//! - the call layers: [`crate::rpc::Observe`] (span, logs, metrics),
-//!   [`admission`], [`call_timeout`], [`errors`].
+//! - the call layers: [`crate::observe::Observe`] (span, logs, metrics),
+//!   [`admission`], [`call_timeout`], [`error_status`].
 //!
 //! Owned, in place of tonic's `Server` (tonic 0.14.9 checked): per call, its
 //! connection task polled a timer and a channel in a `tokio::select!`, and
@@ -23,7 +23,7 @@
 pub mod admission;
 pub mod call_timeout;
 pub mod connection_age;
-pub mod errors;
+pub mod error_status;
 pub mod handshake;
 
 use std::{
@@ -49,12 +49,12 @@ use super::{
 use crate::{
     limits::GrpcLimits,
     metrics::{RpcMetrics, Side},
-    rpc::{ObserveLayer, RpcLogger, RpcMeter},
+    observe::{ObserveLayer, RpcLogger, RpcMeter},
     trace::CallSpans,
 };
 use admission::AdmissionLayer;
 use call_timeout::{CallTimeoutLayer, TimedBody};
-use errors::ErrorStatusLayer;
+use error_status::ErrorStatusLayer;
 use handshake::Handshake;
 
 /// Serves `services` (the call router: each call's service by the name in

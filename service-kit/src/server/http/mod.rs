@@ -21,6 +21,7 @@
 
 mod bounded;
 mod connection;
+pub mod observe;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,7 @@ use super::{
 };
 use crate::{limits::HttpLimits, metrics::HttpMetrics};
 use connection::{Waits, serve_connection};
+pub use observe::HttpObserveLayer;
 
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 100;

@@ -52,7 +52,7 @@ pub fn panic_to_internal(panic: Box<dyn Any + Send + 'static>) -> Response<tonic
 pub fn oversized_to_resource_exhausted<B>(mut response: Response<B>) -> Response<B> {
     // Only trailers-only error responses carry grpc-status in their headers,
     // so the common case costs one header lookup.
-    if crate::rpc::status_code(response.headers()) != Some(Code::OutOfRange) {
+    if crate::grpc_wire::status_code(response.headers()) != Some(Code::OutOfRange) {
         return response;
     }
     let Some(status) = Status::from_header_map(response.headers()) else {

@@ -8,16 +8,16 @@ use std::{
     time::Instant,
 };
 
+use crate::{
+    log_limit::LogLimiter,
+    metrics::{HttpMetrics, http_method},
+    trace,
+};
 use axum::{
     extract::{MatchedPath, Request},
     http::{HeaderValue, Method, Response},
 };
 use pin_project_lite::pin_project;
-use service_kit::{
-    log_limit::LogLimiter,
-    metrics::{HttpMetrics, http_method},
-    trace,
-};
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 use tracing::{Instrument as _, Level, Span, field::Empty, instrument::Instrumented};
@@ -27,12 +27,12 @@ const UNMATCHED: &str = "unmatched";
 
 /// What the middleware shares between requests.
 #[derive(Debug)]
-pub struct Observer {
+pub struct HttpObserver {
     metrics: HttpMetrics,
     limiter: LogLimiter,
 }
 
-impl Observer {
+impl HttpObserver {
     /// Records into `metrics`, with a fresh [`LogLimiter`].
     fn new(metrics: HttpMetrics) -> Arc<Self> {
         Arc::new(Self {
@@ -42,26 +42,26 @@ impl Observer {
     }
 }
 
-/// The layer (see the module docs): one [`Observe`] around each route.
+/// The layer (see the module docs): one [`HttpObserve`] around each route.
 #[derive(Clone, Debug)]
-pub struct ObserveLayer {
-    observer: Arc<Observer>,
+pub struct HttpObserveLayer {
+    observer: Arc<HttpObserver>,
 }
 
-impl ObserveLayer {
+impl HttpObserveLayer {
     /// Records into `metrics`.
     pub fn new(metrics: HttpMetrics) -> Self {
         Self {
-            observer: Observer::new(metrics),
+            observer: HttpObserver::new(metrics),
         }
     }
 }
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
+impl<S> Layer<S> for HttpObserveLayer {
+    type Service = HttpObserve<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observe {
+        HttpObserve {
             inner,
             observer: Arc::clone(&self.observer),
         }
@@ -74,25 +74,25 @@ impl<S> Layer<S> for ObserveLayer {
 /// a request id, the caller's `x-request-id` or else the trace id, echoed
 /// in the response and carried to recommendations. Successful requests log
 /// at DEBUG, client errors at INFO, server errors at ERROR, at most a few
-/// lines a second at each level (see [`service_kit::log_limit`]: a flood of
+/// lines a second at each level (see [`crate::log_limit`]: a flood of
 /// 404s is not a flood of lines).
 ///
 /// A layer of its own rather than `axum::middleware::from_fn`, which boxes
 /// its future and a copy of the inner service on every request
 /// (docs/benchmarks/history.md, "The page's observer, a layer of its own").
 #[derive(Clone, Debug)]
-pub struct Observe<S> {
+pub struct HttpObserve<S> {
     inner: S,
-    observer: Arc<Observer>,
+    observer: Arc<HttpObserver>,
 }
 
-impl<S, B> Service<Request> for Observe<S>
+impl<S, B> Service<Request> for HttpObserve<S>
 where
     S: Service<Request, Response = Response<B>>,
 {
     type Response = Response<B>;
     type Error = S::Error;
-    type Future = ObserveFuture<S::Future>;
+    type Future = HttpObserveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -105,7 +105,7 @@ where
         let route = request.extensions().get::<MatchedPath>().cloned();
         let route_label = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
         // A span for a page that arrives with a trace context, or for every
-        // page when spans are exported: see service_kit::trace::exporting.
+        // page when spans are exported: see crate::trace::exporting.
         let parent = request
             .headers()
             .contains_key(trace::TRACEPARENT)
@@ -142,7 +142,7 @@ where
             let _entered = span.enter();
             self.inner.call(request)
         };
-        ObserveFuture {
+        HttpObserveFuture {
             page: trace::with_request_id(request_id.clone(), page.instrument(span.clone())),
             finish: Some(Finish {
                 observer: Arc::clone(&self.observer),
@@ -157,15 +157,15 @@ where
 }
 
 pin_project! {
-    /// The response future of [`Observe`].
-    pub struct ObserveFuture<F> {
+    /// The response future of [`HttpObserve`].
+    pub struct HttpObserveFuture<F> {
         #[pin]
         page: TaskLocalFuture<HeaderValue, Instrumented<F>>,
         finish: Option<Finish>,
     }
 }
 
-impl<F, B, E> Future for ObserveFuture<F>
+impl<F, B, E> Future for HttpObserveFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -183,7 +183,7 @@ where
 
 /// What a request's end records, from what its start saw.
 struct Finish {
-    observer: Arc<Observer>,
+    observer: Arc<HttpObserver>,
     started: Instant,
     method: Method,
     route: Option<MatchedPath>,
@@ -224,7 +224,7 @@ impl Finish {
         };
         let (level, held_back) = observer.limiter.level(wanted);
         span.in_scope(|| {
-            service_kit::event_at!(
+            crate::event_at!(
                 level,
                 method = %method,
                 route,

@@ -1,63 +1,32 @@
-//! The skeleton every service shares: the settings common to all (flattened
-//! into each service's own with clap), the admin listener with its readiness,
-//! and the run that serves until a signal and then drains in order.
+//! A service's life, from serving to stopped, in one place:
+//!
+//! - [`settings`]: the settings every service has ([`ServiceSettings`]);
+//! - [`signal`]: SIGTERM and SIGINT;
+//! - [`readiness`]: what `/readyz` reports;
+//! - [`drain`]: the ordered stop and its bounded drain;
+//! - [`Lifecycle`]: the admin listener and readiness of a service, and its
+//!   run: serve until a signal, then stop in order.
 //!
 //! A service's `main` parses its settings, starts logging and builds its
-//! application; the application binds its data listener and a [`Service`],
-//! and its run hands [`Service::serve`] the future that serves the data
-//! listener until told to stop.
+//! application; the application binds its data listener and a
+//! [`Lifecycle`], and its run hands [`Lifecycle::run`] the future that serves
+//! the data listener until told to stop.
 
-use std::{
-    future::Future, net::SocketAddr, num::NonZeroUsize, pin::Pin, sync::Arc, time::Duration,
-};
+pub mod drain;
+pub mod readiness;
+pub mod settings;
+pub mod signal;
 
-use clap::Args;
+pub use drain::{Stopped, Trigger, bounded_drain, trigger};
+pub use readiness::Readiness;
+pub use settings::ServiceSettings;
+pub use signal::signal;
+
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
+
 use prometheus_client::registry::Registry;
 
-use crate::{
-    AdminServer, LogFormat, Readiness,
-    limits::AdminLimits,
-    shutdown::{self, Stopped},
-    trace::TraceSettings,
-};
-
-/// The settings of every service. `ADMIN_PORT` is the admin listener's
-/// default port, distinct for each service so that they can share a host.
-/// The environment variables take the service's prefix (see
-/// [`crate::limits::with_env_prefix`]): `MARKETPLACE_DRAIN_TIMEOUT`.
-#[derive(Args, Clone, Debug)]
-pub struct ServiceSettings<const ADMIN_PORT: u16> {
-    /// Address of the admin HTTP listener (/metrics, /healthz, /readyz).
-    #[arg(long, env = "ADMIN_LISTEN", default_value_t = SocketAddr::from(([0, 0, 0, 0], ADMIN_PORT)))]
-    pub admin_listen: SocketAddr,
-
-    /// The admin listener's limits.
-    #[command(flatten)]
-    pub admin_limits: AdminLimits,
-
-    /// How long what is in flight may take to finish after SIGTERM or SIGINT
-    /// before the service exits anyway (e.g. 25s, 500ms).
-    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
-    pub drain_timeout: Duration,
-
-    /// Runtime worker threads. Default: half the CPUs this process may use,
-    /// at least one (CPU affinity and cgroup quota count: one under
-    /// kubernetes.yaml's limit of one CPU). One is tokio's current-thread
-    /// scheduler, the cheapest per request. A service with N CPUs to itself
-    /// (a large machine or CPU limit, its peer elsewhere) sets N: see
-    /// docs/operations.md, "CPU".
-    #[arg(long, env = "WORKER_THREADS")]
-    pub worker_threads: Option<NonZeroUsize>,
-
-    /// Log format on stdout. Filtering follows RUST_LOG (default:
-    /// info,h2=warn,hyper=warn,tower=warn).
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Span export and sampling (the standard `OTEL_*` variables).
-    #[command(flatten)]
-    pub trace: TraceSettings,
-}
+use crate::admin::{AdminHandle, AdminServer};
 
 /// What a service does as it stops, after /readyz turned 503 and before its
 /// listener closes (e.g. gRPC health turning NOT_SERVING).
@@ -66,14 +35,14 @@ type GoingAway = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// A service's admin listener, bound, with the readiness it reports, and
 /// how long its drain may take.
 #[derive(Debug)]
-pub struct Service {
+pub struct Lifecycle {
     name: &'static str,
     admin: AdminServer,
     readiness: Readiness,
     drain_timeout: Duration,
 }
 
-impl Service {
+impl Lifecycle {
     /// Binds the admin listener of `settings`, serving `registry`, with the
     /// span export's metrics added, at /metrics. `name` names the data
     /// listener in logs and errors ("grpc", "http").
@@ -110,7 +79,7 @@ impl Service {
     /// balancers stop routing here; the data listener is told to stop and
     /// what is in flight finishes, for at most the drain timeout; the admin
     /// listener stops last, so that /metrics covers the drain.
-    pub async fn serve<S, E>(
+    pub async fn run<S, E>(
         self,
         serve: impl FnOnce(Stopped) -> S,
         going_away: impl Future<Output = ()> + Send + 'static,
@@ -121,7 +90,7 @@ impl Service {
         E: std::error::Error + Send + Sync + 'static,
     {
         let admin = self.admin.spawn();
-        let (stop, stopped) = shutdown::trigger();
+        let (stop, stopped) = trigger();
         let readiness = self.readiness;
         let name = self.name;
         let going_away: GoingAway = Box::pin(async move {
@@ -132,7 +101,7 @@ impl Service {
                 "readiness is 503; draining what is in flight"
             );
         });
-        shutdown::serve_until_stopped(
+        stop_in_order(
             name,
             serve(stopped),
             shutdown,
@@ -143,4 +112,29 @@ impl Service {
         )
         .await
     }
+}
+
+/// The whole shutdown sequence of a service: [`run_until_stopped`], then
+/// the admin listener stops last, so that `/metrics` and `/readyz` cover the
+/// drain. Returns the server's error, if it failed, as "the `what` server
+/// failed".
+async fn stop_in_order<S, E, G>(
+    what: &str,
+    server: S,
+    shutdown: impl Future<Output = ()>,
+    going_away: G,
+    stop: Trigger,
+    grace: Duration,
+    admin: AdminHandle,
+) -> anyhow::Result<()>
+where
+    S: Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+    G: Future<Output = ()>,
+{
+    let served = drain::run_until_stopped(what, server, shutdown, going_away, stop, grace).await;
+    admin.stop().await?;
+    anyhow::Context::with_context(served, || format!("the {what} server failed"))?;
+    tracing::info!("stopped");
+    Ok(())
 }

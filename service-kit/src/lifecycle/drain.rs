@@ -1,51 +1,9 @@
-//! Shutting down in order: the signal, telling balancers we are going, then
-//! a drain bounded in time.
+//! Stopping a server in order: telling balancers we are going, then a drain
+//! bounded in time.
 
 use std::{future::Future, pin::pin, time::Duration};
 
 use tokio::sync::oneshot;
-
-/// Resolves on the first SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
-/// The handlers are installed by this call, not when the future is first
-/// polled: a signal that comes right after the service says it is serving
-/// starts a drain rather than killing the process. If a handler cannot be
-/// installed, that is logged and only the other signal stops the process.
-/// Must be called within the runtime.
-pub fn signal() -> impl Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{Signal, SignalKind, signal};
-        let install = |kind: SignalKind, name: &'static str| -> Option<Signal> {
-            signal(kind)
-                .inspect_err(|err| tracing::error!(cause = %err, "cannot listen for {name}"))
-                .ok()
-        };
-        let interrupt = install(SignalKind::interrupt(), "SIGINT");
-        let terminate = install(SignalKind::terminate(), "SIGTERM");
-        let received = |signal: Option<Signal>| async move {
-            match signal {
-                Some(mut signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        async move {
-            tokio::select! {
-                () = received(interrupt) => tracing::info!(signal = "SIGINT", "shutdown requested"),
-                () = received(terminate) => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(cause = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-        tracing::info!(signal = "SIGINT", "shutdown requested");
-    }
-}
 
 /// Waits for `drain` (a server finishing its in-flight work) for at most
 /// `grace`. Returns `None`, and says so in the log, when the drain was cut
@@ -121,31 +79,6 @@ where
     going_away.await;
     stop.fire();
     bounded_drain(what, grace, server).await.unwrap_or(Ok(()))
-}
-
-/// The whole shutdown sequence of a service: [`run_until_stopped`], then
-/// the admin listener stops last, so that `/metrics` and `/readyz` cover the
-/// drain. Returns the server's error, if it failed, as "the `what` server
-/// failed".
-pub(crate) async fn serve_until_stopped<S, E, G>(
-    what: &str,
-    server: S,
-    shutdown: impl Future<Output = ()>,
-    going_away: G,
-    stop: Trigger,
-    grace: Duration,
-    admin: crate::AdminHandle,
-) -> anyhow::Result<()>
-where
-    S: Future<Output = Result<(), E>>,
-    E: std::error::Error + Send + Sync + 'static,
-    G: Future<Output = ()>,
-{
-    let served = run_until_stopped(what, server, shutdown, going_away, stop, grace).await;
-    admin.stop().await?;
-    anyhow::Context::with_context(served, || format!("the {what} server failed"))?;
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]
