@@ -8,6 +8,7 @@ mod degraded;
 mod discovery;
 mod end_to_end;
 mod helpers;
+mod otlp;
 mod outliers;
 mod pages;
 mod replicas;

@@ -2,12 +2,13 @@
 //! drawn from it in time and memory proportional to the number asked for.
 
 mod load;
+mod load_error;
 
 use std::fmt;
 
 use rand::{Rng, seq::IndexedRandom};
 
-pub use load::{CatalogError, Problem};
+pub use load_error::{CatalogError, Location, Problem};
 
 /// The catalog compiled into the binary: 72 real books, the tutorial's nine
 /// among them with their original ids 1 to 9.

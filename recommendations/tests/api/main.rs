@@ -1,7 +1,10 @@
 //! Integration tests: the real server on port 0, called over the network.
 
 mod attacks;
+mod call_limits;
+mod connection_attacks;
 mod contracts;
+mod dummy;
 mod health_and_reflection;
 mod helpers;
 mod layers;

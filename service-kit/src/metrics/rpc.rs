@@ -1,21 +1,10 @@
-//! The Prometheus registry and the metric families of gRPC calls, shared by
-//! the server side (recommendations) and the client side (marketplace), and
-//! of HTTP requests (the marketplace's web listener).
-//!
-//! Names and labels follow the OpenTelemetry semantic conventions in the
-//! form their Prometheus exporter gives them (dots become underscores, the
-//! unit a suffix): `rpc.server.call.duration` is
-//! `rpc_server_call_duration_seconds`, with `rpc_system_name`,
-//! `rpc_method` and `rpc_response_status_code`, and
-//! `http.server.request.duration` is `http_server_request_duration_seconds`.
-//! A histogram's `_count` is the number of calls, so no counter repeats it.
+//! The metric families of gRPC calls, server or client side: their duration
+//! by method and status, and the calls in flight.
 
 use std::{
     sync::{Arc, OnceLock, PoisonError, RwLock},
     time::Duration,
 };
-
-use http::Method;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -24,23 +13,7 @@ use prometheus_client::{
 };
 use tonic::Code;
 
-/// Latency buckets in seconds: from 250 µs (a cached in-process answer) to
-/// 10 s (far past any deadline we set).
-pub const LATENCY_BUCKETS: [f64; 14] = [
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
-
-/// A latency histogram with [`LATENCY_BUCKETS`].
-pub fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS)
-}
-
-/// Encodes every metric of `registry` in the OpenMetrics text format.
-pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
-    let mut text = String::with_capacity(4096);
-    prometheus_client::encoding::text::encode(&mut text, registry)?;
-    Ok(text)
-}
+use super::{ByCode, code_name, latency_histogram};
 
 /// Labels of a finished call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,26 +91,6 @@ struct MethodSeries {
     duration: ByCode<Histogram>,
 }
 
-/// A metric per gRPC status code, each made on its first use and then
-/// found by the code's number: a call builds, hashes and looks up no label
-/// set.
-#[derive(Debug)]
-pub struct ByCode<M>([OnceLock<M>; 17]);
-
-impl<M> Default for ByCode<M> {
-    fn default() -> Self {
-        Self(Default::default())
-    }
-}
-
-impl<M> ByCode<M> {
-    /// The metric of `code`, made by `make` on its first use.
-    pub fn get_or_init(&self, code: Code, make: impl FnOnce() -> M) -> &M {
-        let index = usize::try_from(code as i32).unwrap_or(0) % self.0.len();
-        self.0[index].get_or_init(make)
-    }
-}
-
 impl RpcMetrics {
     /// Registers the families as `rpc_{side}_call_duration_seconds` and
     /// `rpc_{side}_active_calls`.
@@ -192,7 +145,7 @@ impl RpcMetrics {
     /// Records the end of a call started with [`RpcMetrics::started`] to
     /// `method` (its path, `/package.Service/Method`). Methods the server
     /// does not implement all share [`OTHER_METHOD`].
-    pub fn finished(&self, method: &str, code: Code, elapsed: std::time::Duration) {
+    pub fn finished(&self, method: &str, code: Code, elapsed: Duration) {
         self.in_flight.dec();
         let method = if code == Code::Unimplemented {
             OTHER_METHOD
@@ -254,171 +207,10 @@ impl RpcMetrics {
     }
 }
 
-/// Labels of a finished HTTP request, named by the OpenTelemetry HTTP
-/// conventions in their Prometheus form.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    http_request_method: &'static str,
-    http_route: String,
-    http_response_status_code: u16,
-}
-
-/// HTTP requests by method, route and status, and how long each took:
-/// `http_server_request_duration_seconds` (its `_count` is the number of
-/// requests). Cloning shares the family.
-#[derive(Clone, Debug)]
-pub struct HttpMetrics {
-    duration: Family<RequestLabels, Histogram, fn() -> Histogram>,
-    /// The series requests have used so far, found by comparing their
-    /// labels in place: a request then builds no label set (the route a new
-    /// `String`) and hashes nothing. At most [`Self::MAX_SEEN`]; the rest
-    /// are looked up in the family.
-    seen: Arc<RwLock<Vec<SeenSeries>>>,
-}
-
-/// One series of [`HttpMetrics`] and its labels.
-#[derive(Debug)]
-struct SeenSeries {
-    method: &'static str,
-    route: Box<str>,
-    status: u16,
-    histogram: Histogram,
-}
-
-impl HttpMetrics {
-    /// How many series [`HttpMetrics::finished`] finds without the family:
-    /// more than a service's routes, methods and statuses in common use.
-    const MAX_SEEN: usize = 64;
-
-    /// Registers the family.
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            duration: Family::new_with_constructor(latency_histogram),
-            seen: Arc::default(),
-        };
-        registry.register(
-            "http_server_request_duration_seconds",
-            "HTTP requests by method, matched route and status, and how long each took until \
-             the response headers (OpenTelemetry's http.server.request.duration)",
-            metrics.duration.clone(),
-        );
-        metrics
-    }
-
-    /// Records a finished request. `method` is an [`http_method`] label;
-    /// `route` the matched route, never the raw path (so that the series
-    /// stay bounded), or empty for a request answered before routing.
-    pub fn finished(&self, method: &'static str, route: &str, status: u16, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let is = |series: &SeenSeries| {
-            series.status == status && series.method == method && *series.route == *route
-        };
-        {
-            let seen = self.seen.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = seen.iter().find(|series| is(series)) {
-                series.histogram.observe(seconds);
-                return;
-            }
-        }
-        let histogram = self
-            .duration
-            .get_or_create(&RequestLabels {
-                http_request_method: method,
-                http_route: route.to_owned(),
-                http_response_status_code: status,
-            })
-            .clone();
-        histogram.observe(seconds);
-        let mut seen = self.seen.write().unwrap_or_else(PoisonError::into_inner);
-        if seen.len() < Self::MAX_SEEN && !seen.iter().any(is) {
-            seen.push(SeenSeries {
-                method,
-                route: route.into(),
-                status,
-                histogram,
-            });
-        }
-    }
-}
-
-/// The `http_request_method` label: the standard methods by name, every
-/// other one as [`OTHER_METHOD`]. Any token is a valid method, and one
-/// series per made-up method would let a client grow `/metrics` without
-/// bound.
-pub fn http_method(method: &Method) -> &'static str {
-    const KNOWN: [&str; 9] = [
-        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-    ];
-    KNOWN
-        .into_iter()
-        .find(|known| *known == method.as_str())
-        .unwrap_or(OTHER_METHOD)
-}
-
-/// The canonical name of a status code, as the gRPC spec and grpcurl spell it.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_requests_count_in_their_series_whether_or_not_it_was_seen_before() {
-        let mut registry = Registry::default();
-        let metrics = HttpMetrics::register(&mut registry);
-        let took = Duration::from_millis(1);
-
-        for _ in 0..3 {
-            metrics.finished("GET", "/", 200, took);
-        }
-        metrics.finished("GET", "/", 503, took);
-        metrics.finished("HEAD", "/", 200, took);
-        metrics.finished("GET", "/books", 200, took);
-        // More series than are kept outside the family: twice each.
-        let many = u16::try_from(HttpMetrics::MAX_SEEN).expect("small") + 10;
-        for status in 1000..1000 + many {
-            metrics.finished("GET", "/x", status, took);
-            metrics.finished("GET", "/x", status, took);
-        }
-
-        let text = encode(&registry).expect("encoding into a String cannot fail");
-        let count = |method: &str, route: &str, status: u16| {
-            let series = format!(
-                r#"http_server_request_duration_seconds_count{{http_request_method="{method}",http_route="{route}",http_response_status_code="{status}"}} "#
-            );
-            text.lines()
-                .find_map(|line| line.strip_prefix(&series))
-                .map(|n| n.parse::<u64>().expect("a count"))
-        };
-        assert_eq!(count("GET", "/", 200), Some(3), "{text}");
-        assert_eq!(count("GET", "/", 503), Some(1), "{text}");
-        assert_eq!(count("HEAD", "/", 200), Some(1), "{text}");
-        assert_eq!(count("GET", "/books", 200), Some(1), "{text}");
-        for status in 1000..1000 + many {
-            assert_eq!(count("GET", "/x", status), Some(2), "{status}: {text}");
-        }
-        assert_eq!(count("POST", "/", 200), None, "{text}");
-    }
+    use crate::metrics::encode;
 
     #[test]
     fn finished_calls_are_timed_by_method_and_code() {
@@ -426,11 +218,7 @@ mod tests {
         let metrics = RpcMetrics::register(&mut registry, Side::Server);
 
         metrics.started();
-        metrics.finished(
-            "/pkg.Svc/Do",
-            Code::NotFound,
-            std::time::Duration::from_millis(2),
-        );
+        metrics.finished("/pkg.Svc/Do", Code::NotFound, Duration::from_millis(2));
 
         let text = encode(&registry).expect("encoding into a String cannot fail");
         assert!(
@@ -449,7 +237,7 @@ mod tests {
 
         for path in ["/a.B/C", "/x.Y/Z"] {
             metrics.started();
-            metrics.finished(path, Code::Unimplemented, std::time::Duration::ZERO);
+            metrics.finished(path, Code::Unimplemented, Duration::ZERO);
         }
 
         let text = encode(&registry).expect("encoding into a String cannot fail");
@@ -475,7 +263,7 @@ mod tests {
             ("/pkg.Svc/Do", Code::ResourceExhausted),
         ] {
             metrics.started();
-            metrics.finished(path, code, std::time::Duration::ZERO);
+            metrics.finished(path, code, Duration::ZERO);
         }
 
         let text = encode(&registry).expect("encoding into a String cannot fail");
