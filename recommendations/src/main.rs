@@ -5,10 +5,8 @@ use std::{process::ExitCode, time::Duration};
 
 use recommendations::{Application, Cli, Command, Settings};
 
-/// mimalloc rather than glibc's malloc: a page makes about 120 allocations
-/// across both services (hyper, h2, tonic and axum each allocate per request),
-/// and mimalloc serves them in a fraction of the instructions. See
-/// docs/benchmarks/history.md, "The allocator".
+/// mimalloc rather than glibc's malloc: docs/benchmarks/history.md, "The
+/// allocator".
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

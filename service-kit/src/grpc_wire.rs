@@ -34,10 +34,10 @@ const SCAN_LIMIT: usize = 8;
 ///
 /// The header maps of a gRPC call hold a handful of entries (a unary
 /// response's headers one, its trailers one or two), and comparing a few
-/// names costs less than hashing one, which `get` does first. A Recommend
-/// call makes five such lookups on the server, and scanning (with reading
-/// `grpc-status` digit by digit) saved 276 instructions per call
-/// (docs/benchmarks/history.md, "Header lookups"). Larger maps are hashed.
+/// names costs less than hashing one, which `get` does first; a Recommend
+/// call makes five such lookups on the server (docs/benchmarks/history.md,
+/// "Header lookups", in "What the server's layers cost per call"). Larger
+/// maps are hashed.
 pub fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a HeaderValue> {
     if headers.len() > SCAN_LIMIT {
         return headers.get(name);

@@ -2,12 +2,14 @@
 //! answer (INTERNAL, the 500 page), and the connection and the server live
 //! on.
 //!
-//! tower-http's `CatchPanic` does this too, but boxes every response body to
-//! fit its own body type, and the web app's router then boxes that box again.
+//! Owned, in place of tower-http's `CatchPanic` (tower-http 0.6.11 checked),
+//! which does this too, but boxes every response body to fit its own body
+//! type, and the web app's router then boxes that box again.
 //! [`CatchPanic`] keeps the inner service's body type, so an answer that does
 //! not panic costs only the unwinding guard. Its [`Answers`] may also rewrite
 //! every answer on its way out, in the same layer (each layer costs every
-//! call a move of its future and a level of polling).
+//! call a move of its future and a level of polling). The conformance test
+//! `conformance_with_tower_https_catch_panic` runs the same cases through both.
 
 use std::{
     any::Any,
@@ -207,5 +209,50 @@ mod tests {
 
         assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(response.body(), "before any future exists: 42");
+    }
+
+    /// The same three cases through ours and through tower-http's
+    /// `CatchPanic`: a panic in the future, a panic in `call`, and an answer.
+    /// Both answer 500 to a panic and pass the answer through; the bodies
+    /// differ by design (ours is the service's, tower-http's its own).
+    #[tokio::test]
+    async fn conformance_with_tower_https_catch_panic() {
+        fn handler(
+            request: Request<&'static str>,
+        ) -> std::future::Ready<Result<Response<String>, Infallible>> {
+            match *request.body() {
+                "call" => panic!("in call"),
+                body => std::future::ready(Ok(Response::new(body.to_owned()))),
+            }
+        }
+        let in_future = |request: Request<&'static str>| async move {
+            if *request.body() == "future" {
+                panic!("in the future");
+            }
+            handler(request).await
+        };
+        let ours = CatchPanicLayer::new(Recorded::default()).layer(tower::service_fn(in_future));
+        let theirs =
+            tower_http::catch_panic::CatchPanicLayer::new().layer(tower::service_fn(in_future));
+
+        for (input, status) in [
+            ("future", http::StatusCode::INTERNAL_SERVER_ERROR),
+            ("call", http::StatusCode::INTERNAL_SERVER_ERROR),
+            ("fine", http::StatusCode::OK),
+        ] {
+            let our_answer = ours.clone().oneshot(Request::new(input)).await;
+            let their_answer = theirs.oneshot(Request::new(input)).await;
+
+            assert_eq!(
+                our_answer.expect("an answer").status(),
+                status,
+                "ours: {input}"
+            );
+            assert_eq!(
+                their_answer.expect("an answer").status(),
+                status,
+                "tower-http: {input}"
+            );
+        }
     }
 }

@@ -48,15 +48,14 @@ pub fn build(
 /// The workers a process that may use `cpus` CPUs gets by default: half
 /// of them, at least one.
 ///
-/// The multi-thread scheduler costs a page 1.4 to 2× the CPU of the
-/// current-thread one (work stealing, wakeups across threads), so its
-/// workers pay only on CPUs that would otherwise idle. The two services run
-/// side by side (docker compose, `cargo dev`, one machine), and a worker
-/// per CPU each puts two threads on every CPU: measured on 1 and 2 CPUs
-/// (docs/benchmarks/history.md, "The runtime's default"), the
-/// current-thread scheduler served 1.05 to 2× the pages per second of 2 or
-/// 4 workers. A service with CPUs to itself sets `--worker-threads`
-/// (docs/operations.md, "CPU").
+/// The multi-thread scheduler costs a page more CPU than the current-thread
+/// one (work stealing, wakeups across threads), so its workers pay only on
+/// CPUs that would otherwise idle. The two services run side by side
+/// (docker compose, `cargo dev`, one machine), and a worker per CPU each
+/// puts two threads on every CPU, which served fewer pages per second than
+/// half as many (docs/benchmarks/history.md, "The runtime's default"). A
+/// service with CPUs to itself sets `--worker-threads` (docs/operations.md,
+/// "CPU").
 pub fn default_workers(cpus: NonZeroUsize) -> NonZeroUsize {
     NonZeroUsize::new(cpus.get() / 2).unwrap_or(NonZeroUsize::MIN)
 }

@@ -243,8 +243,8 @@ pub fn request_id(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Runs `future` (a page being served) with `id` as its request id, which
 /// the calls it makes carry on. The id is marked sensitive, so that HTTP/2
 /// sends it as a literal never indexed: a value new on every call would
-/// otherwise churn both ends' HPACK tables (measured: 5 % of the
-/// marketplace's instructions per page).
+/// otherwise churn both ends' HPACK tables (docs/benchmarks/history.md,
+/// "The cost of tracing").
 pub fn with_request_id<F: Future>(
     mut id: HeaderValue,
     future: F,

@@ -97,9 +97,9 @@ impl fmt::Debug for Book {
 /// Invariants (checked when it is built): at least one book, ids unique and
 /// positive, titles and authors not blank.
 ///
-/// Memory: 32 bytes per book plus one allocation for its title and author,
-/// about 1.5 times the size of a CSV file at its peak while loading (the
-/// benchmark suite measures it on a million books).
+/// Memory: 32 bytes per book plus one allocation for its title and author;
+/// the benchmark suite measures the peak while loading a million books
+/// (docs/benchmarks/history.md, "The allocator").
 #[derive(Debug)]
 pub struct Catalog {
     by_category: [Box<[Book]>; 3],

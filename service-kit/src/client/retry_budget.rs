@@ -2,6 +2,20 @@
 //! made, plus a small floor per second, as linkerd's retry budgets (and
 //! Finagle's before them) do it. When every replica is sick, retries would
 //! otherwise double the load on them just when they can least take it.
+//!
+//! Owned, in place of tower's `TpsBudget` (tower 0.5.3 checked), for what it
+//! does differently (the conformance tests below run the same cases against
+//! both, so an upgrade shows any change):
+//! - the ratio is exact: `TpsBudget` withdraws a whole number of deposits
+//!   per retry, `1 / ratio` rounded down, so `--retry-budget-ratio 0.4`
+//!   allows 0.5 retries per call and 0.6 allows one per call;
+//! - the floor is per second: `TpsBudget` holds `min_per_second × ttl`
+//!   retries in reserve at once, so a client that has made no calls may
+//!   retry a whole window's worth in a burst (100 with our defaults) just
+//!   when every replica is down;
+//! - deposits are capped (ten seconds of the floor, or 100 retries) rather
+//!   than expiring after a window, and no lock or clock read is taken per
+//!   call (`TpsBudget` locks a mutex, and panics if it is poisoned).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -123,5 +137,53 @@ mod tests {
         }
 
         assert_eq!(withdrawals(&budget), 0);
+    }
+
+    /// What tower's `TpsBudget` allows in the same case: deposits last its
+    /// 10 s window, and `min_per_second` is its reserve per second of it.
+    fn tower_withdrawals(ratio: f32, min_per_second: u32, calls: usize) -> usize {
+        use tower::retry::budget::{Budget as _, TpsBudget};
+        let budget = TpsBudget::new(std::time::Duration::from_secs(10), min_per_second, ratio);
+        for _ in 0..calls {
+            budget.deposit();
+        }
+        std::iter::from_fn(|| budget.withdraw().then_some(()))
+            .take(10_000)
+            .count()
+    }
+
+    fn our_withdrawals(ratio: f64, min_per_second: u32, calls: usize) -> usize {
+        let budget = RetryBudget::new(ratio, min_per_second);
+        for _ in 0..calls {
+            budget.deposit();
+        }
+        withdrawals(&budget)
+    }
+
+    /// The same cases against both budgets: (ratio, floor, calls) and the
+    /// retries each allows. Where the two differ, the module docs say why.
+    #[tokio::test(start_paused = true)]
+    async fn conformance_with_towers_tps_budget() {
+        let cases: [(f32, u32, usize, usize, usize); 6] = [
+            // Ratios that are whole fractions: the same.
+            (0.2, 0, 100, 20, 20),
+            (0.5, 0, 100, 50, 50),
+            (1.0, 0, 50, 50, 50),
+            // Other ratios: tower rounds 1 / ratio down.
+            (0.4, 0, 100, 40, 50),
+            (0.6, 0, 100, 60, 100),
+            // No calls yet: our floor is this second's, tower's the window's.
+            (0.2, 10, 0, 10, 100),
+        ];
+        for (ratio, floor, calls, ours, towers) in cases {
+            assert_eq!(
+                (
+                    our_withdrawals(f64::from(ratio), floor, calls),
+                    tower_withdrawals(ratio, floor, calls)
+                ),
+                (ours, towers),
+                "ratio {ratio}, floor {floor}, {calls} calls: (ours, tower's)"
+            );
+        }
     }
 }

@@ -239,7 +239,7 @@ pin_project! {
         // `Some` until the status is known. Boxed: the future and then the
         // body are moved many times between the service and the
         // connection's task, and a pointer is cheaper to move than the call
-        // (docs/benchmarks/history.md, "What the server's layers cost").
+        // (docs/benchmarks/history.md, "What the server's layers cost per call").
         call: Option<Box<Call<O>>>,
     }
 }

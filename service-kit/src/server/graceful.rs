@@ -7,11 +7,19 @@
 //! and a timer (as tonic's server does, and hyper_util's
 //! `GracefulShutdown`) polls all three each time: a timer's poll registers
 //! the task's waker with the runtime's timer, a channel's poll locks its
-//! waiters. On a gRPC call of a few microseconds that was about 0.2 µs
-//! (docs/benchmarks/history.md, "What each server layer costs in time").
+//! waiters, a visible share of a gRPC call of a few microseconds
+//! (docs/benchmarks/history.md, "What each server layer costs in time, not
+//! instructions").
 //! Here each signal is polled (and the waker registered) only when the task
 //! polling it is not the one it last registered, which for a connection
 //! served by one task is once; every other poll reads an atomic.
+//!
+//! Owned, in place of hyper-util's `GracefulShutdown` (hyper-util 0.1.21
+//! checked), for the poll cost above and for the maximum age, which it has
+//! no notion of; it still drives hyper's own `GracefulConnection`. tonic's
+//! server has a maximum age with a grace since 0.14.6, but not its cost per
+//! poll. The conformance tests (service-kit/tests/conformance/server.rs)
+//! run the maximum-age case against tonic's server.
 
 use std::{
     future::Future,

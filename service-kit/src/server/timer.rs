@@ -3,10 +3,13 @@
 //!
 //! With HTTP/2 keep-alive on, hyper notes the time of every frame it reads
 //! (`Timer::now`), to know how long the peer has been silent: about four
-//! clock reads per Recommend call. The precise monotonic clock costs about
-//! 28 ns a read on the VMs we measure on, the kernel's coarse one (the time
-//! of its last tick, also read through the vDSO) about 4, and keep-alive
-//! counts in seconds (docs/benchmarks/history.md, "hyper's clock").
+//! clock reads per Recommend call. The kernel's coarse clock (the time of
+//! its last tick, also read through the vDSO) costs a fraction of the
+//! precise monotonic one, and keep-alive counts in seconds
+//! (docs/benchmarks/history.md, "hyper's clock").
+//!
+//! Owned around hyper-util's `TokioTimer` (hyper-util 0.1.21 checked), whose
+//! sleeps it keeps; only `now` is ours, as hyper-util has no cheaper clock.
 
 use std::{
     pin::Pin,

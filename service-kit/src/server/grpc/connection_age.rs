@@ -55,8 +55,8 @@ fn expired() -> io::Error {
 // Checking the deadline costs an atomic load per read or write. Each read
 // also makes sure that the timer wakes the task reading: a connection
 // always has a read pending, so it is closed on time even when idle.
-// Polling the timer on every read cost some 130 instructions per call
-// (docs/benchmarks/history.md, "What the server's layers cost").
+// Polling the timer on every read cost more (docs/benchmarks/history.md,
+// "What the server's layers cost per call").
 
 impl<IO: AsyncRead> AsyncRead for AgeLimited<IO> {
     fn poll_read(

@@ -1,12 +1,14 @@
 //! The gRPC listener's connections, from accept to handing them to the
-//! server ([`super::serve_grpc`]):
-//! a cap on connections open at once ([`crate::server::listener`]), a time
-//! limit on the TLS handshake (tonic's own has none) and on a plaintext
-//! client's first bytes, and the hard end of each connection's life
-//! ([`AgeLimited`]).
+//! server ([`super::serve_grpc`]): a cap on connections open at once
+//! ([`crate::server::listener`]), a time limit on the TLS handshake and on a
+//! plaintext client's first bytes, and the hard end of each connection's
+//! life ([`AgeLimited`]).
 //!
 //! Handshakes run in tasks of their own, so that a slow one never holds up
-//! the others; only finished connections reach the server.
+//! the others; only finished connections reach the server. (tonic's own
+//! server has had a TLS handshake timeout since 0.14.0,
+//! `ServerTlsConfig::timeout`; this one also bounds a plaintext client that
+//! sends nothing, and runs for our connection loop, see [`super`].)
 
 use std::{
     io,

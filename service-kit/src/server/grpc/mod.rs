@@ -18,7 +18,11 @@
 //! added to each call is here or in the layer stack: the peer's address in
 //! the request's extensions (as `TcpConnectInfo`, which
 //! `tonic::Request::remote_addr` reads), and the client's `grpc-timeout`
-//! ([`call_timeout`]).
+//! ([`call_timeout`]). The conformance tests
+//! (service-kit/tests/conformance/server.rs) run the same cases against both
+//! servers: statuses, trailers, deadlines (where ours answers
+//! DEADLINE_EXCEEDED as the gRPC spec names it, and tonic's CANCELLED),
+//! GOAWAY at the maximum age, flow control, cancellation.
 
 pub mod admission;
 pub mod call_timeout;

@@ -1,6 +1,14 @@
 //! One web connection: served by hyper (HTTP/1 or HTTP/2), closed when it
 //! has gone too long with no request in flight, or gracefully when the
 //! listener stops.
+//!
+//! The wait for a request's headers is ours, one timer per connection, in
+//! place of hyper's `header_read_timeout` (hyper 1.12.0 checked), which
+//! makes and registers a new timer for every request of an HTTP/1
+//! connection, and lets a connection that never sent a request wait out a
+//! graceful shutdown (docs/benchmarks/history.md, "One timer per HTTP
+//! connection"). The tests of server/http/tests.rs hold it to the same
+//! bounds: trickled headers, idle connections, the drain.
 
 use std::{
     pin::pin,
