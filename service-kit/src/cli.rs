@@ -2,11 +2,15 @@
 //! environment variable, and one command besides serving, `healthcheck`.
 //!
 //! A service declares its settings (a clap `Args` struct that flattens
-//! [`crate::service::ServiceSettings`] and its listener's limits) and says
+//! [`crate::lifecycle::ServiceSettings`] and its listener's limits) and says
 //! who it is with [`ServiceArgs`]; `Cli<Settings>` is then its whole command
-//! line.
+//! line, and [`main`] can be its whole `main`.
+
+use std::{future::Future, process::ExitCode, time::Duration};
 
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+
+use crate::{admin, lifecycle::ServiceSettings, runtime, telemetry};
 
 /// A service's command line. Without a command, the service serves.
 #[derive(Debug, Parser)]
@@ -82,12 +86,42 @@ impl<S: ServiceArgs> Cli<S> {
     }
 }
 
+/// The whole `main` of a service that needs nothing else: parses its
+/// command line, starts the runtime its [`ServiceSettings`] (found in its
+/// settings by `common`) ask for, then either serves (logs and traces set
+/// up, `serve` run with the settings, spans flushed at the end) or, for
+/// `healthcheck`, asks `probe_path` of the admin listener. The exit code
+/// says how it ended, the error logged.
+pub fn main<S, const P: u16, Fut>(
+    common: fn(&S) -> &ServiceSettings<P>,
+    probe_path: &'static str,
+    serve: impl FnOnce(S) -> Fut,
+) -> ExitCode
+where
+    S: ServiceArgs,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let cli = Cli::<S>::from_env();
+    let settings = common(&cli.settings).clone();
+    let result = runtime::run(settings.worker_threads, None, async move {
+        if cli.command == Some(Command::Healthcheck) {
+            let admin = admin::local_probe_address(settings.admin_listen);
+            return admin::probe(admin, probe_path, Duration::from_secs(3)).await;
+        }
+        let tracing = telemetry::init(settings.log_format, &settings.trace, S::NAME)?;
+        let result = serve(cli.settings).await;
+        tracing.shutdown().await;
+        result
+    });
+    telemetry::exit_code(S::NAME, result)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::{lifecycle::ServiceSettings, limits::with_env_prefix};
+    use crate::limits::with_env_prefix;
 
     /// A service of one setting of its own and the shared ones.
     #[derive(Args, Debug)]
