@@ -207,12 +207,16 @@ fn retry_ratio(text: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
 
-    /// docs/settings.md shows `--help`; it must not drift from the code.
+    /// docs/settings.md shows `--help` (it must not drift from the code),
+    /// clap finds the definition consistent, and every setting is read from
+    /// a variable of this service (the settings contract's `RECOMMENDATIONS_`
+    /// ones included).
     #[test]
-    fn the_settings_doc_is_the_help() {
-        service_kit::testing::docs::assert_help_documented(
+    fn the_command_line_is_consistent_documented_and_prefixed() {
+        service_kit::testing::docs::assert_command_line(
             env!("CARGO_MANIFEST_DIR"),
             Cli::command_with_env(),
+            &["MARKETPLACE_", "RECOMMENDATIONS_"],
         );
     }
 
@@ -271,11 +275,6 @@ mod tests {
             .expect("parses");
 
         assert_eq!(settings.recommendations_uri(), "http://[::1]:50051");
-    }
-
-    #[test]
-    fn the_cli_definition_is_consistent() {
-        Cli::command_with_env().debug_assert();
     }
 
     #[test]

@@ -12,7 +12,6 @@ use service_kit::{
     metrics::{HttpMetrics, RpcMetrics, Side},
     server::Listener,
 };
-use tokio::net::TcpListener;
 
 use crate::{
     client::RecommendationsClient,
@@ -63,20 +62,11 @@ impl Application {
             http_metrics.clone(),
         );
 
-        let listener = TcpListener::bind(settings.listen).await.with_context(|| {
-            format!(
-                "cannot bind the web listener on {} (--listen)",
-                settings.listen
-            )
-        })?;
+        let max_connections = settings.limits.http_max_connections as usize;
+        let listener = Listener::bind(settings.listen, max_connections, "http", "--listen").await?;
         let local_addr = listener
             .local_addr()
             .context("reading the web listener's address")?;
-        let listener = Listener::new(
-            listener,
-            settings.limits.http_max_connections as usize,
-            "http",
-        );
         let lifecycle = Lifecycle::bind("http", &settings.service, registry).await?;
         Ok(Self {
             settings,

@@ -17,7 +17,6 @@ use service_kit::{
     server::{Listener, serve_grpc},
     trace::CallSpans,
 };
-use tokio::net::TcpListener;
 use tonic_health::{
     ServingStatus,
     pb::health_server::{Health, HealthServer},
@@ -68,16 +67,11 @@ impl Application {
         let tls = settings.server_tls().context("cannot set up TLS")?;
         tracing::info!(books = catalog.len(), source = ?settings.catalog, "catalog loaded");
 
-        let listener = TcpListener::bind(settings.listen).await.with_context(|| {
-            format!(
-                "cannot bind the gRPC listener on {} (--listen)",
-                settings.listen
-            )
-        })?;
+        let max_connections = settings.limits.max_connections as usize;
+        let listener = Listener::bind(settings.listen, max_connections, "grpc", "--listen").await?;
         let local_addr = listener
             .local_addr()
             .context("reading the gRPC listener's address")?;
-        let listener = Listener::new(listener, settings.limits.max_connections as usize, "grpc");
 
         let mut registry = Registry::default();
         // Calls to any other method are `_OTHER` in metrics and spans.

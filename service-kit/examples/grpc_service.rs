@@ -74,8 +74,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = RpcMetrics::register(&mut registry, Side::Server);
     let (health, health_service) = tonic_health::server::health_reporter();
     let services = Routes::new(DummyServiceServer::new(Echo)).add_service(health_service);
-    let tcp = tokio::net::TcpListener::bind(settings.listen).await?;
-    let listener = Listener::new(tcp, settings.limits.max_connections as usize, "grpc");
+    let max_connections = settings.limits.max_connections as usize;
+    let listener = Listener::bind(settings.listen, max_connections, "grpc", "--listen").await?;
     let lifecycle = Lifecycle::bind("grpc", &settings.service, registry).await?;
     tracing::info!(grpc = %listener.local_addr()?, admin = %lifecycle.admin_addr()?, "serving");
 

@@ -79,8 +79,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 .layer(HttpObserveLayer::new(metrics.clone()))
                 .layer(CatchPanicLayer::new(Plain500)),
         );
-    let tcp = tokio::net::TcpListener::bind(settings.listen).await?;
-    let listener = Listener::new(tcp, settings.limits.http_max_connections as usize, "http");
+    let max_connections = settings.limits.http_max_connections as usize;
+    let listener = Listener::bind(settings.listen, max_connections, "http", "--listen").await?;
     let lifecycle = Lifecycle::bind("http", &settings.service, registry).await?;
     tracing::info!(http = %listener.local_addr()?, admin = %lifecycle.admin_addr()?, "serving");
 

@@ -12,7 +12,6 @@ use axum::{
     routing::get,
 };
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 use crate::{
     lifecycle::Readiness,
@@ -81,12 +80,10 @@ impl AdminServer {
         readiness: Readiness,
         limits: &AdminLimits,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind the admin listener on {addr}"))?;
         let limits = limits.as_http();
+        let max_connections = limits.http_max_connections as usize;
         Ok(Self {
-            listener: Listener::new(listener, limits.http_max_connections as usize, "admin"),
+            listener: Listener::bind(addr, max_connections, "admin", "--admin-listen").await?,
             router: router(registry, readiness),
             limits,
         })

@@ -4,6 +4,8 @@
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
+use anyhow::Context as _;
+
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore},
@@ -48,6 +50,22 @@ impl Listener {
             max_connections,
             name,
         }
+    }
+
+    /// Binds `addr` and caps it at `max_connections`; `name` says which
+    /// listener in the log and in the error, with the `setting` that named
+    /// the address ("cannot bind the grpc listener on 0.0.0.0:50051
+    /// (--listen)").
+    pub async fn bind(
+        addr: SocketAddr,
+        max_connections: usize,
+        name: &'static str,
+        setting: &str,
+    ) -> anyhow::Result<Self> {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind the {name} listener on {addr} ({setting})"))?;
+        Ok(Self::new(tcp, max_connections, name))
     }
 
     /// The address the listener is bound to.

@@ -69,6 +69,30 @@ pub fn assert_help_documented(crate_dir: &str, command: clap::Command) {
     assert_block(&doc, &name, &long_help(command));
 }
 
+/// A service's command line as its tests hold it: clap's own consistency
+/// checks, docs/settings.md showing its `--help` ([`assert_help_documented`]),
+/// and every setting read from a variable that starts with one of
+/// `prefixes` (OpenTelemetry's `OTEL_` variables are every program's).
+pub fn assert_command_line(crate_dir: &str, command: clap::Command, prefixes: &[&str]) {
+    command.clone().debug_assert();
+    let unprefixed: Vec<String> = command
+        .get_arguments()
+        .filter(|arg| !matches!(arg.get_id().as_str(), "help" | "version"))
+        .filter(|arg| {
+            !arg.get_env().is_some_and(|env| {
+                let env = env.to_string_lossy();
+                env.starts_with("OTEL_") || prefixes.iter().any(|prefix| env.starts_with(prefix))
+            })
+        })
+        .map(|arg| arg.get_id().to_string())
+        .collect();
+    assert!(
+        unprefixed.is_empty(),
+        "not read from a variable of this service: {unprefixed:?}"
+    );
+    assert_help_documented(crate_dir, command);
+}
+
 /// The words of `text` that start with one of `prefixes` and go on in
 /// capitals, digits and underscores, such as `MARKETPLACE_LISTEN`; a bare
 /// prefix (`MARKETPLACE_…`) is not one.
