@@ -104,9 +104,9 @@ pub fn component(file: &str, object: &str) -> &'static str {
     for (ours, component) in [
         (
             "service-kit/",
-            "service-kit: our layers (logs, metrics, deadlines, limits, trace context)",
+            "service-kit: our layers, server and client (logs, metrics, limits, balancing, trace context)",
         ),
-        ("marketplace/", "marketplace: handler, template, balancing"),
+        ("marketplace/", "marketplace: handler, template"),
         ("recommendations/", "recommendations: handler, catalog"),
         ("protobufs/", "tonic, prost: gRPC and protobuf"),
         ("/target/", "tonic, prost: gRPC and protobuf"),
@@ -261,7 +261,7 @@ mod tests {
                 ("libc: memcpy, memset, memcmp", 40),
                 ("tokio, futures: tasks, wakers, I/O, timers", 30),
                 (
-                    "service-kit: our layers (logs, metrics, deadlines, limits, trace context)",
+                    "service-kit: our layers, server and client (logs, metrics, limits, balancing, trace context)",
                     12
                 ),
                 ("libc: system call wrappers, other", 8),
