@@ -6,7 +6,6 @@
 //!   drain;
 //! - [`graceful`]: closing a served connection at shutdown or its maximum
 //!   age, cheaply checked on every poll;
-//! - [`timer`]: hyper's timer, with a cheap clock;
 //! - [`in_flight`]: the bound on requests in flight, refused beyond it;
 //! - [`guarded_body`]: a response body holding its request's place until
 //!   sent;
@@ -22,7 +21,6 @@ pub mod guarded_body;
 pub mod http;
 pub mod in_flight;
 pub mod listener;
-pub mod timer;
 
 pub use connections::{Incoming, run_connections};
 pub use grpc::serve_grpc;

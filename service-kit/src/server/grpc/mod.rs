@@ -40,16 +40,14 @@ use std::{
 use http::{Request, Response};
 use hyper::{body::Incoming, server::conn::http2};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
 use tokio::time::Instant;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{Service, ServiceBuilder};
 
-use super::{
-    connections::run_connections, graceful::Graceful, listener::Listener, timer::CoarseTimer,
-};
+use super::{connections::run_connections, graceful::Graceful, listener::Listener};
 use crate::{
     limits::GrpcLimits,
     metrics::{RpcMetrics, Side},
@@ -157,8 +155,8 @@ where
 fn http2_builder(limits: &GrpcLimits) -> http2::Builder<TokioExecutor> {
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2
-        // hyper reads its clock on every frame for keep-alive: a cheap one.
-        .timer(CoarseTimer::new())
+        // The timer keep-alive's pings run on.
+        .timer(TokioTimer::new())
         // PINGs that find dead peers, whose calls would hold their slots.
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout)

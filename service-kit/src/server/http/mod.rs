@@ -28,11 +28,12 @@ mod tests;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::Router;
-use hyper_util::{rt::TokioExecutor, server::conn::auto};
-
-use super::{
-    connections::run_connections, in_flight::InFlightLimit, listener::Listener, timer::CoarseTimer,
+use hyper_util::{
+    rt::{TokioExecutor, TokioTimer},
+    server::conn::auto,
 };
+
+use super::{connections::run_connections, in_flight::InFlightLimit, listener::Listener};
 use crate::{limits::HttpLimits, metrics::HttpMetrics};
 use connection::{Waits, serve_connection};
 pub use observe::HttpObserveLayer;
@@ -58,12 +59,12 @@ pub async fn serve_http(
     // hyper's own header read timeout is off: see `Waits`.
     builder
         .http1()
-        .timer(CoarseTimer::new())
+        .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true);
     builder
         .http2()
-        .timer(CoarseTimer::new())
+        .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .keep_alive_interval(KEEPALIVE.0)
         .keep_alive_timeout(KEEPALIVE.1);
