@@ -19,6 +19,7 @@ use service_kit::{
         UpstreamSettings,
     },
     metrics::RpcMetrics,
+    reload::Hangups,
 };
 use tonic::{Request, Response, Status, Streaming, client::Grpc};
 
@@ -143,10 +144,11 @@ impl RecommendationsClient {
         )
     }
 
-    /// Finds the replicas now and keeps finding them until the returned
-    /// [`Discovery`] is dropped (see [`Upstream::discover`]).
-    pub async fn discover(&self, interval: Duration) -> Discovery {
-        self.upstream.discover(interval).await
+    /// Finds the replicas now, and again every `interval` and on each
+    /// SIGHUP of `hangups`, until the returned [`Discovery`] is dropped (see
+    /// [`Upstream::discover`]).
+    pub async fn discover(&self, interval: Duration, hangups: Hangups) -> Discovery {
+        self.upstream.discover(interval, hangups).await
     }
 
     /// Up to `count` random books of `category`.

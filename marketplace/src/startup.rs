@@ -56,7 +56,11 @@ impl Application {
         );
         let recommendations = RecommendationsClient::new(&settings, rpc_metrics, replica_calls)?;
         registry.register_collector(Box::new(recommendations.replica_states()));
-        let discovery = recommendations.discover(settings.resolve_interval).await;
+        // From here on SIGHUP re-reads the hosts file rather than kills.
+        let hangups = service_kit::reload::hangups();
+        let discovery = recommendations
+            .discover(settings.resolve_interval, hangups)
+            .await;
         let router = routes::router(
             AppState::new(recommendations, degraded),
             http_metrics.clone(),

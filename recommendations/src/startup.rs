@@ -14,6 +14,7 @@ use protobufs::{
 use service_kit::{
     lifecycle::Lifecycle,
     metrics::{RpcMetrics, Side},
+    reload::{self, Hangups, ReloadMetrics, Source},
     server::{Listener, serve_grpc},
     trace::CallSpans,
 };
@@ -25,7 +26,7 @@ use tonic_reflection::server::{v1, v1alpha};
 
 use crate::{
     api::Recommender,
-    catalog::Catalog,
+    catalog::{Catalog, LiveCatalog},
     services::{Servers, Services},
     settings::Settings,
 };
@@ -39,7 +40,11 @@ pub const HEALTH_SERVICES: [&str; 3] = ["", V1_SERVICE, LEGACY_SERVICE];
 #[derive(Debug)]
 pub struct Application {
     settings: Settings,
-    catalog: Arc<Catalog>,
+    catalog: LiveCatalog,
+    /// The served catalog's size, updated by reloads.
+    books: Gauge<i64>,
+    reloads: ReloadMetrics,
+    hangups: Hangups,
     listener: Listener,
     local_addr: SocketAddr,
     lifecycle: Lifecycle,
@@ -80,17 +85,23 @@ impl Application {
             RpcMetrics::register(&mut registry, Side::Server).only_methods(methods.iter().cloned());
         let spans = CallSpans::server().only_methods(methods);
         let books = Gauge::<i64>::default();
-        books.set(i64::try_from(catalog.len()).unwrap_or(i64::MAX));
+        set_books(&books, &catalog);
         registry.register(
             "recommendations_catalog_books",
             "Books in the served catalog",
-            books,
+            books.clone(),
         );
+        let reloads = ReloadMetrics::register(&mut registry, "recommendations");
+        reloads.succeeded(CATALOG);
         let lifecycle = Lifecycle::bind("grpc", &settings.service, registry).await?;
 
         Ok(Self {
             settings,
-            catalog: Arc::new(catalog),
+            catalog: LiveCatalog::new(Arc::new(catalog)),
+            books,
+            reloads,
+            // From here on SIGHUP reloads rather than kills.
+            hangups: reload::hangups(),
             listener,
             local_addr,
             lifecycle,
@@ -126,8 +137,33 @@ impl Application {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
+        // Kept until the service stops: the catalog's reloads.
+        let _reloading = self.settings.catalog.clone().map(|path| {
+            let (live, books, max_bytes) = (
+                self.catalog.clone(),
+                self.books.clone(),
+                self.settings.catalog_max_bytes,
+            );
+            let source = Source {
+                name: CATALOG,
+                paths: vec![path.clone()],
+                load: Arc::new(move || Ok(Catalog::from_path(&path, max_bytes)?)),
+            };
+            let interval = self.settings.service.reload_interval;
+            reload::watch(
+                source,
+                interval,
+                self.hangups,
+                self.reloads,
+                move |catalog| {
+                    set_books(&books, &catalog);
+                    tracing::info!(books = catalog.len(), "catalog reloaded");
+                    live.replace(catalog);
+                },
+            )
+        });
         let services = services(
-            Recommender::new(self.catalog),
+            Recommender::live(self.catalog),
             health_service,
             self.settings.limits.max_message_bytes,
         )?;
@@ -156,6 +192,14 @@ impl Application {
         };
         self.lifecycle.run(serve, going_away, shutdown).await
     }
+}
+
+/// The catalog's name as a reload source.
+const CATALOG: &str = "catalog";
+
+/// `books` as the size of `catalog`.
+fn set_books(books: &Gauge<i64>, catalog: &Catalog) {
+    books.set(i64::try_from(catalog.len()).unwrap_or(i64::MAX));
 }
 
 /// Every method the server serves, `package.Service/Method`, from the

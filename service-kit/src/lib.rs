@@ -6,6 +6,8 @@
 //! - [`log_limit`]: a bounded number of lines a second for what clients cause;
 //! - [`metrics`]: the Prometheus registry and the RPC metric families;
 //! - [`panic`]: the innermost layer, a panicking handler's answer;
+//! - [`reload`]: changing what a running service serves: SIGHUP and files
+//!   watched, a source reloaded only when it is whole and valid;
 //! - [`limits`]: every listener's limits, declared once as settings;
 //! - [`server`]: everything about serving a listener: accepting under a
 //!   cap, the one connection loop, graceful close, the web (HTTP) and gRPC
@@ -36,6 +38,7 @@ pub mod log_limit;
 pub mod metrics;
 pub mod observe;
 pub mod panic;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;

@@ -45,6 +45,14 @@ fn healthcheck(name: &str, admin: &str) -> bool {
         .success()
 }
 
+/// SIGTERM, waited for off the runtime, so that this test's connections
+/// can close as the example drains them.
+async fn terminate(process: Process) -> Option<i32> {
+    tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .expect("no panic")
+}
+
 /// GET `path` over HTTP/1.1: the status line and the body.
 async fn get(addr: &str, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connects");
@@ -96,7 +104,7 @@ async fn the_grpc_example_echoes_reports_health_and_metrics_and_drains() {
     );
     assert!(ready.contains(" 200 "), "{ready}");
     assert!(healthcheck("grpc_service", &process.listener("admin")));
-    assert_eq!(process.terminate(), Some(0), "drained and exited 0");
+    assert_eq!(terminate(process).await, Some(0), "drained and exited 0");
 }
 
 #[tokio::test]
@@ -115,5 +123,5 @@ async fn the_web_example_says_hello_reports_metrics_and_drains() {
         "{metrics}"
     );
     assert!(healthcheck("web_app", &process.listener("admin")));
-    assert_eq!(process.terminate(), Some(0), "drained and exited 0");
+    assert_eq!(terminate(process).await, Some(0), "drained and exited 0");
 }

@@ -100,3 +100,52 @@ async fn a_hosts_file_that_is_a_fifo_neither_blocks_pages_nor_shutdown() {
     // And SIGTERM stops it, with nothing waiting on the FIFO.
     assert_eq!(marketplace.terminate(), Some(0));
 }
+
+/// SIGHUP re-reads the hosts file at once (with resolution otherwise an
+/// hour away), and never stops the marketplace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_hosts_file_again_and_never_stops_the_marketplace() {
+    let live = free_addr([127, 0, 0, 1]);
+    let _replica = Process::start(
+        &recommendations_binary(),
+        &[&format!("--listen={live}"), "--admin-listen=127.0.0.1:0"],
+    );
+    // At first the name stands for an address where nothing listens.
+    let hosts = HostsFile::new(NAME, [SocketAddr::from(([127, 0, 0, 9], live.port()))]);
+    let (mut marketplace, url, _) = marketplace_behind(
+        &hosts.path(),
+        &[
+            &format!("--recommendations-port={}", live.port()),
+            "--resolve-interval=1h",
+        ],
+    );
+    let client = reqwest::Client::new();
+    assert!(!page_ok(&client, &url).await, "no live replica yet");
+
+    hosts.write(NAME, [live]);
+    marketplace.hangup();
+
+    let mut found = false;
+    for _ in 0..500 {
+        if page_ok(&client, &url).await {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        found,
+        "the replica the hosts file now names serves the page"
+    );
+    assert!(
+        marketplace.is_running(),
+        "SIGHUP does not stop the marketplace"
+    );
+    drop(client);
+    let exit = tokio::task::spawn_blocking(move || marketplace.terminate());
+    assert_eq!(
+        exit.await.expect("no panic"),
+        Some(0),
+        "SIGTERM still drains"
+    );
+}

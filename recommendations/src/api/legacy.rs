@@ -36,8 +36,7 @@ impl recommendations_server::Recommendations for Recommender {
         let request = request.into_inner();
         let category = category(request.category)?;
         // The tutorial's 0 means "no books": unlike v1 there is no default.
-        let books = self.pick_books(category, request.max_results)?;
-        let recommendations = books.into_iter().map(recommendation).collect();
+        let recommendations = self.pick_books(category, request.max_results, recommendation)?;
         Ok(Response::new(RecommendationResponse { recommendations }))
     }
 }
@@ -76,6 +75,7 @@ mod tests {
 
         let mystery: HashSet<i32> = service()
             .catalog
+            .current()
             .books(Category::Mystery)
             .iter()
             .map(|b| b.id)
@@ -107,7 +107,11 @@ mod tests {
 
     #[tokio::test]
     async fn more_than_the_category_holds_returns_the_whole_category() {
-        let size = service().catalog.books(Category::ScienceFiction).len();
+        let size = service()
+            .catalog
+            .current()
+            .books(Category::ScienceFiction)
+            .len();
 
         let response = service()
             .recommend(request(BookCategory::ScienceFiction as i32, 1000))

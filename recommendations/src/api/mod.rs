@@ -8,7 +8,7 @@ mod v1;
 use std::sync::Arc;
 
 use crate::{
-    catalog::{Book, Catalog, Category},
+    catalog::{Book, Catalog, Category, LiveCatalog},
     error::Error,
 };
 
@@ -26,22 +26,32 @@ pub const LIST_BATCH: usize = 100;
 /// The recommendations service, serving both contracts. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct Recommender {
-    catalog: Arc<Catalog>,
+    catalog: LiveCatalog,
 }
 
 impl Recommender {
-    /// A service answering from `catalog`.
+    /// A service answering from `catalog`, for good.
     pub fn new(catalog: Arc<Catalog>) -> Self {
+        Self::live(LiveCatalog::new(catalog))
+    }
+
+    /// A service answering from whatever `catalog` holds at each call.
+    pub fn live(catalog: LiveCatalog) -> Self {
         Self { catalog }
     }
 
     /// The shared core of both Recommend methods: up to `count` random,
-    /// distinct books of `category`, at most [`MAX_RESULTS_CAP`].
-    fn pick_books(&self, category: Category, count: i32) -> Result<Vec<&Book>, Error> {
+    /// distinct books of `category`, at most [`MAX_RESULTS_CAP`], each as
+    /// `message` makes it.
+    fn pick_books<T>(
+        &self,
+        category: Category,
+        count: i32,
+        message: impl Fn(&Book) -> T,
+    ) -> Result<Vec<T>, Error> {
         let count = usize::try_from(count).map_err(|_| Error::NegativeMaxResults(count))?;
-        let books = self
-            .catalog
-            .recommend(category, count.min(MAX_RESULTS_CAP), &mut rand::rng());
-        Ok(books.collect())
+        let catalog = self.catalog.current();
+        let books = catalog.recommend(category, count.min(MAX_RESULTS_CAP), &mut rand::rng());
+        Ok(books.map(message).collect())
     }
 }

@@ -47,11 +47,7 @@ impl RecommendationsService for Recommender {
             0 => DEFAULT_MAX_RESULTS as i32,
             count => count,
         };
-        let books = self
-            .pick_books(category, count)?
-            .into_iter()
-            .map(book)
-            .collect();
+        let books = self.pick_books(category, count, book)?;
         Ok(Response::new(RecommendResponse { books }))
     }
 
@@ -65,7 +61,7 @@ impl RecommendationsService for Recommender {
         // The stream holds the shared catalog and builds each batch only
         // when the client is ready for it: memory stays at one batch
         // however long the category, and a slow reader slows only itself.
-        let catalog = self.catalog.clone();
+        let catalog = self.catalog.current();
         let count = catalog.books(category).len();
         let batches = tokio_stream::iter((0..count).step_by(LIST_BATCH)).map(move |start| {
             let books = catalog.books(category);
@@ -205,6 +201,7 @@ mod tests {
         let service = service();
         let expected: Vec<i32> = service
             .catalog
+            .current()
             .books(Category::SelfHelp)
             .iter()
             .map(|b| b.id)

@@ -1,6 +1,7 @@
 //! The book catalog: books grouped by category, and random recommendations
 //! drawn from it in time and memory proportional to the number asked for.
 
+mod live;
 mod load;
 mod load_error;
 
@@ -8,6 +9,7 @@ use std::fmt;
 
 use rand::{Rng, seq::IndexedRandom};
 
+pub use live::LiveCatalog;
 pub use load_error::{CatalogError, Location, Problem};
 
 /// The catalog compiled into the binary: 72 real books, the tutorial's nine

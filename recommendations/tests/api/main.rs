@@ -8,6 +8,7 @@ mod dummy;
 mod health_and_reflection;
 mod helpers;
 mod layers;
+mod reload;
 mod shutdown;
 mod startup_input;
 mod tls;

@@ -21,6 +21,7 @@ use crate::{
     grpc_wire::code_of_error,
     metrics::{RpcMetrics, Side},
     observe::{Observe, ObserveLayer, RpcLogger, RpcMeter},
+    reload::Hangups,
     trace::CallSpans,
 };
 
@@ -188,19 +189,26 @@ impl<C: Clone + Send + Sync + 'static> Upstream<C> {
     }
 
     /// Resolves the replicas now, then keeps resolving every `interval` and
+    /// on each SIGHUP of `hangups` (a hosts file just changed), and
     /// health-checking the replicas out of rotation every second, until the
     /// returned [`Discovery`] is dropped. A failed resolution keeps the last
     /// known replicas, and says so in the log.
-    pub async fn discover(&self, interval: Duration) -> Discovery {
+    pub async fn discover(&self, interval: Duration, mut hangups: Hangups) -> Discovery {
         self.resolve().await;
         let this = self.clone();
         Discovery(tokio::spawn(async move {
             let mut resolve = tokio::time::interval(interval);
             let mut probe = tokio::time::interval(interval.min(Duration::from_secs(1)));
             resolve.tick().await;
+            let mut hangups_open = true;
             loop {
                 tokio::select! {
                     _ = resolve.tick() => this.resolve().await,
+                    changed = hangups.changed(), if hangups_open => match changed {
+                        Ok(()) => this.resolve().await,
+                        // No more reload requests can come.
+                        Err(_) => hangups_open = false,
+                    },
                     _ = probe.tick() => {
                         let left = this.pool.probe_down(this.retries.timeout).await;
                         forget(&this.replica_calls, &left);

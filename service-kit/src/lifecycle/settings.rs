@@ -26,6 +26,12 @@ pub struct ServiceSettings<const ADMIN_PORT: u16> {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
+    /// How often the files the service serves from (its catalog) are checked
+    /// for a change on disk, which reloads them; SIGHUP reloads them at once
+    /// (e.g. 10s, 500ms).
+    #[arg(long, env = "RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+
     /// Runtime worker threads. Default: half the CPUs this process may use,
     /// at least one (CPU affinity and cgroup quota count: one under
     /// kubernetes.yaml's limit of one CPU). One is tokio's current-thread

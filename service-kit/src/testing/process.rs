@@ -115,12 +115,26 @@ impl Process {
 
     /// Sends SIGTERM and waits for the exit code.
     pub fn terminate(mut self) -> Option<i32> {
+        self.signal("TERM");
+        self.child.wait().expect("the process ends").code()
+    }
+
+    /// Sends SIGHUP: "reload".
+    pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("kill runs");
-        assert!(status.success());
-        self.child.wait().expect("the process ends").code()
+        assert!(status.success(), "kill -{name}");
     }
 }
 

@@ -42,7 +42,8 @@ fn refused_twice() -> Upstream<()> {
 #[tokio::test]
 async fn discovery_runs_until_its_handle_is_dropped() {
     let upstream = refused_twice();
-    let discovery = upstream.discover(Duration::from_millis(10)).await;
+    let (_no_hangups, hangups) = tokio::sync::watch::channel(0);
+    let discovery = upstream.discover(Duration::from_millis(10), hangups).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!discovery.0.is_finished(), "it keeps running");
     let task = discovery.0.abort_handle();
