@@ -87,8 +87,9 @@ pub struct Settings {
     pub tls_client_ca: Option<PathBuf>,
 
     /// Under mutual TLS, the client names allowed, comma-separated: a client
-    /// certificate must carry one of them (as a DNS subject alternative
-    /// name) and be meant for client authentication.
+    /// certificate must carry one of them, as a DNS subject alternative name
+    /// or, when it has none, as its subject's common name (CN); and its
+    /// extended key usage, if it has one, must include client authentication.
     #[arg(
         long,
         env = "RECOMMENDATIONS_TLS_CLIENT_NAMES",

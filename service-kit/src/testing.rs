@@ -77,6 +77,21 @@ impl Pki {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A certificate whose subject's common name is `name`, with the DNS
+    /// subject alternative names `alt_names` (none: as the tutorial makes
+    /// its client's, `openssl req -subj /CN=name` signed with no
+    /// extensions) and no extended key usage. (certificate PEM, key PEM)
+    pub fn issue_common_name(&self, name: &str, alt_names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("rcgen makes a key");
+        let alt_names: Vec<String> = alt_names.iter().map(|alt| (*alt).to_owned()).collect();
+        let mut params = CertificateParams::new(alt_names).expect("valid names");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.ca).expect("rcgen signs");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// [`Pki::issue`], written to `name.pem` and `name.key`: (certificate file, key file).
     pub fn issue_files(&self, name: &str, purposes: &[Purpose]) -> (PathBuf, PathBuf) {
         let (cert, key) = self.issue(name, purposes);

@@ -8,7 +8,6 @@ use anyhow::{Context, anyhow, ensure};
 use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme,
     client::danger::HandshakeSignatureValid,
-    crypto::WebPkiSupportedAlgorithms,
     server::danger::{ClientCertVerified, ClientCertVerifier},
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
@@ -79,8 +78,9 @@ fn root_store(path: &Path, what: &str) -> anyhow::Result<rustls::RootCertStore> 
 pub struct ClientAuth<'a> {
     /// PEM CA that client certificates must be signed by.
     pub ca: &'a Path,
-    /// DNS names, one of which a client certificate must carry (as a
-    /// subject alternative name).
+    /// Names, one of which a client certificate must carry: as a DNS
+    /// subject alternative name, or as its subject's common name when it
+    /// has no subject alternative name.
     pub names: &'a [String],
 }
 
@@ -103,8 +103,6 @@ pub fn server_config(
     let builder = match clients {
         Some(ClientAuth { ca, names }) => {
             let roots = root_store(ca, "client CA")?;
-            let anchors = roots.roots.clone();
-            let algorithms = provider.signature_verification_algorithms;
             let inner = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
@@ -124,12 +122,7 @@ pub fn server_config(
                 !names.is_empty(),
                 "mutual TLS needs at least one client name to allow"
             );
-            builder.with_client_cert_verifier(Arc::new(NamedClients {
-                inner,
-                anchors,
-                algorithms,
-                names,
-            }))
+            builder.with_client_cert_verifier(Arc::new(NamedClients { inner, names }))
         }
         None => builder.with_no_client_auth(),
     };
@@ -148,22 +141,54 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The OID of the client authentication purpose (1.3.6.1.5.5.7.3.2), as
-/// webpki takes it.
-const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
-
 /// Client certificates as rustls's WebPKI verifier checks them (signed by
-/// the CA, in date, proving the key), and besides: meant for client
-/// authentication (the extended key usage is required, where WebPKI
-/// accepts a certificate with none, so that a server certificate signed by
-/// the same CA is no client identity), and carrying one of the allowed
-/// names.
+/// the CA, in date, proving the key, and meant for client authentication
+/// as RFC 5280 reads it: an extended key usage that leaves client
+/// authentication out, a server's certificate, is refused, and one with no
+/// extended key usage at all is valid for any purpose, as Go's crypto/x509,
+/// gRPC core and Kubernetes take it), and besides carrying one of the
+/// allowed names: as a DNS subject alternative name, or as the subject's
+/// common name when the certificate has no subject alternative name (the
+/// tutorial's `openssl req -subj /CN=marketplace`, which Kubernetes also
+/// reads as the client's name).
 #[derive(Debug)]
 struct NamedClients {
     inner: Arc<dyn ClientCertVerifier>,
-    anchors: Vec<rustls_pki_types::TrustAnchor<'static>>,
-    algorithms: WebPkiSupportedAlgorithms,
     names: Vec<ServerName<'static>>,
+}
+
+impl NamedClients {
+    /// Whether `end_entity` carries one of the allowed names.
+    fn allows(&self, end_entity: &CertificateDer<'_>) -> Result<bool, rustls::Error> {
+        let bad_encoding = || rustls::Error::InvalidCertificate(CertificateError::BadEncoding);
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(|_| bad_encoding())?;
+        if self
+            .names
+            .iter()
+            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
+        {
+            return Ok(true);
+        }
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| bad_encoding())?;
+        let has_alternative_names = parsed
+            .subject_alternative_name()
+            .map_err(|_| bad_encoding())?
+            .is_some();
+        if has_alternative_names {
+            return Ok(false);
+        }
+        let common_names = parsed.subject().iter_common_name();
+        let allowed = common_names
+            .filter_map(|common_name| common_name.as_str().ok())
+            .any(|common_name| {
+                self.names.iter().any(|name| match name {
+                    ServerName::DnsName(dns) => dns.as_ref().eq_ignore_ascii_case(common_name),
+                    _ => false,
+                })
+            });
+        Ok(allowed)
+    }
 }
 
 impl ClientCertVerifier for NamedClients {
@@ -180,26 +205,7 @@ impl ClientCertVerifier for NamedClients {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        cert.verify_for_usage(
-            self.algorithms.all,
-            &self.anchors,
-            intermediates,
-            now,
-            webpki::KeyUsage::required(CLIENT_AUTH),
-            None,
-            None,
-        )
-        .map_err(|err| {
-            tracing::debug!(cause = %err, "a client certificate is refused: not for client authentication");
-            rustls::Error::InvalidCertificate(CertificateError::InvalidPurpose)
-        })?;
-        if !self
-            .names
-            .iter()
-            .any(|name| cert.verify_is_valid_for_subject_name(name).is_ok())
-        {
+        if !self.allows(end_entity)? {
             tracing::debug!("a client certificate is refused: none of the allowed names");
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName,

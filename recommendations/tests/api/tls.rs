@@ -123,8 +123,9 @@ async fn with_mutual_tls_a_client_certificate_from_the_ca_is_accepted() {
 }
 
 /// Issue 14: a certificate the CA signed is not enough. The server's own
-/// (meant for servers only), one with no stated purpose, and a client
-/// certificate with a name not allowed are all refused.
+/// (meant for servers only) and a client certificate with a name not
+/// allowed are refused. Issue 37: one with no stated purpose is valid for
+/// any, as RFC 5280 reads it (and Go, gRPC core and Kubernetes).
 #[tokio::test]
 async fn with_mutual_tls_only_client_certificates_with_an_allowed_name_get_in() {
     let pki = Pki::new();
@@ -161,7 +162,7 @@ async fn with_mutual_tls_only_client_certificates_with_an_allowed_name_get_in() 
     .await;
 
     assert!(servers_own.is_err(), "{servers_own:?}");
-    assert!(no_purpose.is_err(), "{no_purpose:?}");
+    assert_eq!(no_purpose, Ok(3), "no extended key usage: any purpose");
     assert!(server_purpose.is_err(), "{server_purpose:?}");
     assert!(other_name.is_err(), "{other_name:?}");
     assert_eq!(allowed, Ok(3));
@@ -289,4 +290,31 @@ async fn stalled_tls_handshakes_are_closed_at_the_handshake_timeout() {
 
     assert_eq!(closed, 50);
     assert_eq!(served, Ok(3));
+}
+
+/// Issue 37: the tutorial's client certificate, `openssl req -subj
+/// /CN=marketplace` signed with no extensions, gets in on its common name;
+/// a common name not allowed does not, nor does an allowed common name on
+/// a certificate whose subject alternative names say otherwise.
+#[tokio::test]
+async fn with_mutual_tls_the_tutorials_common_name_certificate_gets_in() {
+    let pki = Pki::new();
+    let app = spawn_app_with(server_settings(&pki, true)).await;
+    let common_name = |name: &str, alt_names: &[&str]| {
+        let (cert, key) = pki.issue_common_name(name, alt_names);
+        Some(Identity::from_pem(cert, key))
+    };
+
+    let tutorials = call(&app, &pki.ca_pem(), common_name("marketplace", &[])).await;
+    let other = call(&app, &pki.ca_pem(), common_name("reporting", &[])).await;
+    let named_otherwise = call(
+        &app,
+        &pki.ca_pem(),
+        common_name("marketplace", &["reporting"]),
+    )
+    .await;
+
+    assert_eq!(tutorials, Ok(3));
+    assert!(other.is_err(), "{other:?}");
+    assert!(named_otherwise.is_err(), "{named_otherwise:?}");
 }
