@@ -344,3 +344,44 @@ def test_every_alert_has_a_runbook_section():
         assert page == "docs/monitoring.md", rule["alert"]
         assert anchor == rule["alert"].lower(), f"{rule['alert']} links #{anchor}"
         assert anchor in anchors, f"{rule['alert']}: docs/monitoring.md has no section #{anchor}"
+
+
+def volume_mounts(kubernetes, service):
+    """{mount path: volume} of the service's container."""
+    volumes = {v["name"]: v for v in pod(kubernetes, service)["spec"].get("volumes", [])}
+    return {m["mountPath"]: (m, volumes[m["name"]]) for m in container(kubernetes, service).get("volumeMounts", [])}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_certificates_and_the_catalog_are_mounted_so_that_updates_reach_the_pods(kubernetes, service):
+    # The paths kubernetes.yaml's header tells to set, for TLS and the catalog.
+    header = (ROOT / "kubernetes.yaml").read_text().split("\n---", 1)[0]
+    wanted = {"/etc/bookstore/tls": "secret"}
+    if service == "recommendations":
+        wanted["/etc/bookstore/catalog"] = "configMap"
+    mounted = volume_mounts(kubernetes, service)
+    for path, kind in wanted.items():
+        assert path + "/" in header, f"the header no longer names {path}"
+        mount, volume = mounted[path]
+        # A subPath mount is never updated by the kubelet.
+        assert "subPath" not in mount and "subPathExpr" not in mount, mount
+        assert mount.get("readOnly") is True, mount
+        assert volume[kind].get("optional") is True, f"{path}: the pod must start without it"
+    for mount, _ in mounted.values():
+        assert "subPath" not in mount and "subPathExpr" not in mount, mount
+
+
+def test_the_tls_override_mounts_the_certificates_directory():
+    with open(ROOT / "docker-compose.tls.yaml") as file:
+        override = yaml.safe_load(file)
+    for service in SERVICES:
+        environment = override["services"][service]["environment"]
+        files = {value for name, value in environment.items() if name.endswith(("_CERT", "_KEY", "_CA"))}
+        # SOURCE:TARGET[:MODE], the source perhaps `${VARIABLE:-default}`.
+        targets = [re.fullmatch(r"(.+?):(/[^:]*)(:\w+)?", volume).group(2)
+                   for volume in override["services"][service]["volumes"]]
+        for file in files:
+            # A directory, not each file: a file bind mount keeps the old inode
+            # when the file is replaced by a rename.
+            assert str(Path(file).parent) in targets, f"{service}: {file} is not under a mounted directory"
+            assert file not in targets, f"{service} mounts {file} itself"

@@ -1,9 +1,10 @@
 """The monitoring kit against a real Prometheus (Debian's binary) and the real
 release binaries. Run by .ci/run: `pytest monitoring/`.
 
-A recommendations replica, a marketplace in front of it and of a replica that
-refuses connections, and a second marketplace whose only replica never
-answers are scraped every second by Prometheus, loaded with monitoring/
+A recommendations replica, a marketplace in front of it (over mutual TLS, with
+certificates from scripts/gen-certs.sh) and of a replica that refuses
+connections, and a second marketplace whose only replica never answers are
+scraped every second by Prometheus, loaded with monitoring/
 prometheus.yaml (its targets pointed here) and alerts.yaml. A short load then
 makes every kind of traffic the alerts are about: pages, degraded pages, 503s,
 failing and ejected replicas, unimplemented and oversized calls. Then every
@@ -130,8 +131,14 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stack")
     started = []
     blackhole = socket.socket()
+    certs = tmp / "certs"
+    subprocess.run(["bash", str(ROOT / "scripts" / "gen-certs.sh"), str(certs)], check=True, stdout=subprocess.DEVNULL)
     try:
-        recommendations, r = service(RECOMMENDATIONS, tmp / "recommendations.log")
+        recommendations, r = service(
+            RECOMMENDATIONS, tmp / "recommendations.log",
+            f"--tls-cert={certs / 'recommendations.pem'}", f"--tls-key={certs / 'recommendations.key'}",
+            f"--tls-client-ca={certs / 'ca.pem'}",
+        )
         started.append(recommendations)
         grpc_port = int(r["grpc"].rsplit(":", 1)[1])
         # Two replicas behind one name: the real one, and 127.0.0.2 on the
@@ -142,6 +149,9 @@ def stack(tmp_path_factory):
             MARKETPLACE, tmp / "marketplace.log",
             f"--hosts-file={hosts}", "--recommendations-host=recommendations",
             f"--recommendations-port={grpc_port}", "--resolve-interval=1s",
+            f"--recommendations-tls-ca={certs / 'ca.pem'}",
+            f"--recommendations-tls-client-cert={certs / 'marketplace.pem'}",
+            f"--recommendations-tls-client-key={certs / 'marketplace.key'}",
         )
         started.append(healthy)
         # A replica that accepts connections and never says a word.
@@ -174,6 +184,7 @@ def stack(tmp_path_factory):
         yield {
             "prometheus": Prometheus(f"http://127.0.0.1:{port}"),
             "grpc": r["grpc"],
+            "certs": certs,
             "pages": f"http://{m['http']}",
             "stuck": f"http://{s['http']}",
         }
@@ -199,8 +210,18 @@ def wait_for(what, condition, timeout=60):
 def load(stack):
     """The traffic: pages for 8 s on 4 connections, and each kind of failure."""
     # Calls recommendations does not serve: an unimplemented method, and a
-    # request message over --max-message-bytes.
-    with grpc.insecure_channel(stack["grpc"]) as channel:
+    # request message over --max-message-bytes; and a client without a
+    # certificate, whose handshake is refused.
+    certs = stack["certs"]
+    read = lambda name: (certs / name).read_bytes()  # noqa: E731
+    name = [("grpc.ssl_target_name_override", "recommendations")]
+    anonymous = grpc.ssl_channel_credentials(read("ca.pem"))
+    with grpc.secure_channel(stack["grpc"], anonymous, options=name) as channel:
+        with pytest.raises(grpc.RpcError) as error:
+            channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=10)
+        assert error.value.code() == grpc.StatusCode.UNAVAILABLE
+    identity = grpc.ssl_channel_credentials(read("ca.pem"), read("marketplace.key"), read("marketplace.pem"))
+    with grpc.secure_channel(stack["grpc"], identity, options=name) as channel:
         codes = []
         for method, request in [
             ("/bookstore.recommendations.v1.RecommendationsService/Nope", b""),

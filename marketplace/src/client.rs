@@ -5,7 +5,6 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use anyhow::Context as _;
 use http::uri::PathAndQuery;
 use prometheus_client::collector::Collector;
 use protobufs::{
@@ -15,8 +14,8 @@ use protobufs::{
 };
 use service_kit::{
     client::{
-        ChannelSettings, Discovery, Ejection, ReplicaCallsFamily, Retry, RpcChannel, Upstream,
-        UpstreamSettings,
+        ChannelSettings, ClientTls, Discovery, Ejection, ReplicaCallsFamily, Retry, RpcChannel,
+        Upstream, UpstreamSettings,
     },
     metrics::RpcMetrics,
     reload::Hangups,
@@ -103,16 +102,15 @@ impl RecommendationsClient {
     /// is down. Calls count in `metrics`, and by replica in `replica_calls`.
     pub fn new(
         settings: &Settings,
+        tls: Option<ClientTls>,
         metrics: RpcMetrics,
         replica_calls: ReplicaCallsFamily,
-    ) -> anyhow::Result<Self> {
+    ) -> Self {
         let mut channel = ChannelSettings::new(
             settings.rpc_timeout,
             http::HeaderValue::from_static(concat!("marketplace/", env!("CARGO_PKG_VERSION"))),
         );
-        channel.tls = settings
-            .recommendations_tls()
-            .context("cannot set up TLS toward recommendations")?;
+        channel.tls = tls;
         let upstream = UpstreamSettings {
             service: "recommendations",
             host: settings.recommendations_host.clone(),
@@ -129,9 +127,9 @@ impl RecommendationsClient {
             retry_budget_ratio: settings.retry_budget_ratio,
             retry_budget_min_per_second: settings.retry_budget_min_per_second,
         };
-        Ok(Self {
+        Self {
             upstream: Upstream::new(upstream, metrics, replica_calls, ReplicaClient::new),
-        })
+        }
     }
 
     /// The `marketplace_replicas` gauge over this client's replicas, to

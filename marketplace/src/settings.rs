@@ -8,6 +8,7 @@ use service_kit::{
     cli::ServiceArgs,
     lifecycle::ServiceSettings,
     limits::{HttpLimits, with_env_prefix},
+    tls::{ClientFiles, ServerName},
 };
 
 /// The marketplace's command line: its settings, and `healthcheck`.
@@ -164,11 +165,13 @@ impl Settings {
         ])
     }
 
-    /// The TLS configuration toward recommendations, when
-    /// RECOMMENDATIONS_TLS_CA is set; fails on a missing or unusable file,
-    /// naming it.
-    pub fn recommendations_tls(&self) -> anyhow::Result<Option<service_kit::client::ClientTls>> {
-        let Some(ca) = &self.recommendations_tls_ca else {
+    /// The files TLS toward recommendations is read from, and the name its
+    /// certificate must carry, when RECOMMENDATIONS_TLS_CA is set; fails on
+    /// a domain that is not a name.
+    pub fn recommendations_tls(
+        &self,
+    ) -> anyhow::Result<Option<(ClientFiles, ServerName<'static>)>> {
+        let Some(ca) = self.recommendations_tls_ca.clone() else {
             return Ok(None);
         };
         let domain = self
@@ -177,9 +180,10 @@ impl Settings {
             .unwrap_or(&self.recommendations_host);
         let identity = self
             .recommendations_tls_client_cert
-            .as_deref()
-            .zip(self.recommendations_tls_client_key.as_deref());
-        service_kit::tls::client_config(ca, domain, identity).map(Some)
+            .clone()
+            .zip(self.recommendations_tls_client_key.clone());
+        let files = ClientFiles { ca, identity };
+        Ok(Some((files, service_kit::tls::server_name(domain)?)))
     }
 
     /// The recommendations endpoint URI, `http://host:port` (IPv6 literals

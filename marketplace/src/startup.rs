@@ -7,10 +7,12 @@ use anyhow::Context;
 use axum::Router;
 use prometheus_client::{metrics::family::Family, registry::Registry};
 use service_kit::{
-    client::Discovery,
+    client::{ClientTls, Discovery},
     lifecycle::Lifecycle,
     metrics::{HttpMetrics, RpcMetrics, Side},
+    reload::{ReloadMetrics, Watching},
     server::Listener,
+    tls::{self, CertificateMetrics, LiveTls},
 };
 
 use crate::{
@@ -32,6 +34,8 @@ pub struct Application {
     lifecycle: Lifecycle,
     /// Stops finding replicas when the application ends.
     _discovery: Discovery,
+    /// Stops reloading TLS when the application ends.
+    _reloading_tls: Option<Watching>,
 }
 
 impl Application {
@@ -54,10 +58,33 @@ impl Application {
             "Calls to recommendations by replica (server_address, server_port) and status code",
             replica_calls.clone(),
         );
-        let recommendations = RecommendationsClient::new(&settings, rpc_metrics, replica_calls)?;
+        // TLS toward recommendations, kept current from its files.
+        let reloads = ReloadMetrics::register(&mut registry, "marketplace");
+        let tls = match settings
+            .recommendations_tls()
+            .context("cannot set up TLS toward recommendations")?
+        {
+            Some((files, server_name)) => {
+                let certificates = CertificateMetrics::register(&mut registry, "marketplace");
+                let tls = LiveTls::load(files, certificates)
+                    .context("cannot set up TLS toward recommendations")?;
+                reloads.succeeded(tls::SOURCE);
+                Some((tls, server_name))
+            }
+            None => None,
+        };
+        let channel_tls = tls.as_ref().map(|(tls, server_name)| ClientTls {
+            config: tls.config(),
+            server_name: server_name.clone(),
+        });
+        let recommendations =
+            RecommendationsClient::new(&settings, channel_tls, rpc_metrics, replica_calls);
         registry.register_collector(Box::new(recommendations.replica_states()));
-        // From here on SIGHUP re-reads the hosts file rather than kills.
+        // From here on SIGHUP re-reads the hosts file and TLS rather than
+        // kills.
         let hangups = service_kit::reload::hangups();
+        let reloading_tls = tls
+            .map(|(tls, _)| tls.watch(settings.service.reload_interval, hangups.clone(), reloads));
         let discovery = recommendations
             .discover(settings.resolve_interval, hangups)
             .await;
@@ -80,6 +107,7 @@ impl Application {
             http_metrics,
             lifecycle,
             _discovery: discovery,
+            _reloading_tls: reloading_tls,
         })
     }
 

@@ -8,7 +8,7 @@ use service_kit::{
     cli::ServiceArgs,
     lifecycle::ServiceSettings,
     limits::{GrpcLimits, with_env_prefix},
-    tls::ClientAuth,
+    tls::{ClientAuth, ServerFiles},
 };
 
 /// The recommendations server's command line: its settings, and
@@ -109,19 +109,14 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The TLS configuration, when --tls-cert and --tls-key are set; fails
-    /// on a missing, unreadable or mismatched file, naming it.
-    pub fn server_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => {
-                let clients = self.tls_client_ca.as_deref().map(|ca| ClientAuth {
-                    ca,
-                    names: &self.tls_client_names,
-                });
-                service_kit::tls::server_config(cert, key, clients).map(Some)
-            }
-            _ => Ok(None),
-        }
+    /// The files TLS is read from, when --tls-cert and --tls-key are set.
+    pub fn server_tls_files(&self) -> Option<ServerFiles> {
+        let (cert, key) = self.tls_cert.clone().zip(self.tls_key.clone())?;
+        let clients = self.tls_client_ca.clone().map(|ca| ClientAuth {
+            ca,
+            names: self.tls_client_names.clone(),
+        });
+        Some(ServerFiles { cert, key, clients })
     }
 
     /// Settings for tests: both listeners on a free loopback port, the

@@ -15,7 +15,8 @@ use service_kit::{
     lifecycle::Lifecycle,
     metrics::{RpcMetrics, Side},
     reload::{self, Hangups, ReloadMetrics, Source},
-    server::{Listener, serve_grpc},
+    server::{Listener, ServerTls, serve_grpc},
+    tls::{self, CertificateMetrics, HandshakeRefusals, LiveTls, ServerFiles},
     trace::CallSpans,
 };
 use tonic_health::{
@@ -50,7 +51,8 @@ pub struct Application {
     lifecycle: Lifecycle,
     metrics: RpcMetrics,
     spans: CallSpans,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS, kept current, and its refused handshakes.
+    tls: Option<(LiveTls<ServerFiles>, HandshakeRefusals)>,
 }
 
 impl Application {
@@ -69,7 +71,6 @@ impl Application {
         .await
         .context("the catalog loader failed")?
         .context("cannot load the catalog")?;
-        let tls = settings.server_tls().context("cannot set up TLS")?;
         tracing::info!(books = catalog.len(), source = ?settings.catalog, "catalog loaded");
 
         let max_connections = settings.limits.max_connections as usize;
@@ -93,6 +94,16 @@ impl Application {
         );
         let reloads = ReloadMetrics::register(&mut registry, "recommendations");
         reloads.succeeded(CATALOG);
+        let tls = match settings.server_tls_files() {
+            Some(files) => {
+                let certificates = CertificateMetrics::register(&mut registry, "recommendations");
+                let tls = LiveTls::load(files, certificates).context("cannot set up TLS")?;
+                reloads.succeeded(tls::SOURCE);
+                let refusals = HandshakeRefusals::register(&mut registry, "recommendations");
+                Some((tls, refusals))
+            }
+            None => None,
+        };
         let lifecycle = Lifecycle::bind("grpc", &settings.service, registry).await?;
 
         Ok(Self {
@@ -137,7 +148,8 @@ impl Application {
                 .set_service_status(name, ServingStatus::Serving)
                 .await;
         }
-        // Kept until the service stops: the catalog's reloads.
+        // Kept until the service stops: the reloads of the catalog and TLS.
+        let interval = self.settings.service.reload_interval;
         let _reloading = self.settings.catalog.clone().map(|path| {
             let (live, books, max_bytes) = (
                 self.catalog.clone(),
@@ -149,26 +161,33 @@ impl Application {
                 paths: vec![path.clone()],
                 load: Arc::new(move || Ok(Catalog::from_path(&path, max_bytes)?)),
             };
-            let interval = self.settings.service.reload_interval;
             reload::watch(
                 source,
                 interval,
-                self.hangups,
-                self.reloads,
+                self.hangups.clone(),
+                self.reloads.clone(),
                 move |catalog| {
                     set_books(&books, &catalog);
                     tracing::info!(books = catalog.len(), "catalog reloaded");
-                    live.replace(catalog);
+                    live.replace(Arc::new(catalog));
                 },
             )
+        });
+        let _reloading_tls = self
+            .tls
+            .as_ref()
+            .map(|(tls, _)| tls.watch(interval, self.hangups.clone(), self.reloads.clone()));
+        let tls = self.tls.map(|(tls, refusals)| ServerTls {
+            config: tls.config(),
+            refusals,
         });
         let services = services(
             Recommender::live(self.catalog),
             health_service,
             self.settings.limits.max_message_bytes,
         )?;
-        let tls = if self.tls.is_some() { "on" } else { "off" };
-        tracing::info!(grpc = %self.local_addr, admin = %self.lifecycle.admin_addr()?, tls, "serving");
+        let tls_state = if tls.is_some() { "on" } else { "off" };
+        tracing::info!(grpc = %self.local_addr, admin = %self.lifecycle.admin_addr()?, tls = tls_state, "serving");
 
         let (listener, limits, metrics, spans) = (
             self.listener,
@@ -177,10 +196,7 @@ impl Application {
             self.spans,
         );
         let serve = |stopped| async move {
-            serve_grpc(
-                services, listener, &limits, self.tls, metrics, spans, stopped,
-            )
-            .await
+            serve_grpc(services, listener, &limits, tls, metrics, spans, stopped).await
         };
         let going_away = async move {
             for name in HEALTH_SERVICES {

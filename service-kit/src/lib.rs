@@ -17,7 +17,8 @@
 //! - [`runtime`]: the tokio runtime, with a worker per usable CPU by default;
 //! - [`lifecycle`]: a service's life: its common settings, the SIGTERM and
 //!   SIGINT signals, readiness, the run and its ordered, bounded drain;
-//! - [`tls`]: PEM files and tonic's TLS configs, checked at start;
+//! - [`tls`]: PEM files and rustls configs, checked whole, kept current as
+//!   their files change; certificate expiry and refused handshakes shown;
 //! - [`trace`]: trace context across services, spans, OTLP export;
 //! - [`observe`]: a tower layer that reports how each gRPC call ended, to
 //!   the logging and metrics built on it, server and client side alike;

@@ -14,5 +14,6 @@ mod pages;
 mod replicas;
 mod shutdown;
 mod tls;
+mod tls_rotation;
 mod tracing;
 mod wire;

@@ -82,3 +82,22 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
         running,
     }
 }
+
+/// The /metrics text of the binary `process`.
+pub async fn admin_metrics(process: &service_kit::testing::Process) -> String {
+    let url = format!("http://{}/metrics", process.listener("admin"));
+    reqwest::get(url)
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("a body")
+}
+
+/// SIGTERM, waited for off the runtime, so that the test's connections
+/// can close as the server drains them: the exit code.
+pub async fn terminate(process: service_kit::testing::Process) -> Option<i32> {
+    tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .expect("no panic")
+}

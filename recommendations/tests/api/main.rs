@@ -12,4 +12,5 @@ mod reload;
 mod shutdown;
 mod startup_input;
 mod tls;
+mod tls_reload;
 mod wire;

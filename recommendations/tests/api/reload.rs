@@ -5,6 +5,7 @@
 
 use std::{path::Path, time::Duration};
 
+use crate::helpers::{admin_metrics, terminate};
 use protobufs::v1::{self, recommendations_service_client::RecommendationsServiceClient};
 use service_kit::testing::Process;
 use tonic::transport::Channel;
@@ -73,24 +74,6 @@ async fn until_served(client: &mut RecommendationsServiceClient<Channel>, title:
     false
 }
 
-/// SIGTERM, waited for off the runtime, so that this test's connections
-/// can close as the server drains them.
-async fn terminate(process: Process) -> Option<i32> {
-    tokio::task::spawn_blocking(move || process.terminate())
-        .await
-        .expect("no panic")
-}
-
-async fn metrics(process: &Process) -> String {
-    let url = format!("http://{}/metrics", process.listener("admin"));
-    reqwest::get(url)
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("a body")
-}
-
 #[tokio::test]
 async fn a_catalog_changed_on_disk_is_served_and_a_bad_one_kept_out() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -114,7 +97,7 @@ async fn a_catalog_changed_on_disk_is_served_and_a_bad_one_kept_out() {
     let failed = r#"recommendations_reload_failures_total{source="catalog"} 1"#;
     let mut text = String::new();
     for _ in 0..100 {
-        text = metrics(&process).await;
+        text = admin_metrics(&process).await;
         if text.contains(failed) {
             break;
         }
@@ -162,7 +145,7 @@ async fn sighup_reloads_at_once_and_never_stops_the_service() {
     process.hangup();
     assert_eq!(served(&mut client).await, "After");
     assert!(process.is_running(), "SIGHUP does not stop the service");
-    let text = metrics(&process).await;
+    let text = admin_metrics(&process).await;
     assert!(text.contains(r#"recommendations_last_reload_successful{source="catalog"} 1"#));
     assert_eq!(terminate(process).await, Some(0), "SIGTERM still drains");
 }

@@ -1,14 +1,16 @@
 //! Running a call on the pool: the next replica, and when that replica
 //! fails (not the request), its ejection and at most one more try on
 //! another, if the call may run twice, the deadline leaves time for it and
-//! the retry budget allows.
+//! the retry budget allows. A call the replica never processed (refused by
+//! the GOAWAY of a connection reaching its maximum age) runs once more on
+//! the same replica, as gRPC's transparent retry does.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
-use super::{CallDeadline, Member, ReplicaPool, RetryBudget};
+use super::{CallDeadline, Member, ReplicaPool, RetryBudget, channel::never_processed};
 use crate::trace::ResendCount;
 
 /// Whether a call may run again on another replica after a failure: the
@@ -91,7 +93,19 @@ impl<C: Clone> ReplicaPool<C> {
                 deadline,
                 resends: 0,
             };
-            let status = match self.attempt(&first.member, &attempt, first_attempt).await {
+            let mut result = self.attempt(&first.member, &attempt, first_attempt).await;
+            if matches!(&result, Err(status) if never_processed(status)) {
+                // Refused unprocessed by the replica's graceful GOAWAY (a
+                // connection at its maximum age): not the replica's failure.
+                // Once more on its next connection, whatever `retry` says.
+                tracing::debug!(replica = %first.addr, "the call never reached the replica: sent again");
+                let again = Attempt {
+                    deadline,
+                    resends: 1,
+                };
+                result = self.attempt(&first.member, &attempt, again).await;
+            }
+            let status = match result {
                 Err(status) if replica_failed(&status) => status,
                 other => return other,
             };
@@ -240,6 +254,32 @@ mod tests {
             .await;
         assert_eq!(unavailable.map_err(|s| s.code()), Err(Code::Unavailable));
         assert!(pool.snapshot()[0].is_down(), "the replica's fault");
+    }
+
+    #[tokio::test]
+    async fn a_call_the_replica_never_processed_runs_again_there_once_whatever_retry_says() {
+        let pool = pool();
+        pool.update(&addrs(&[2]));
+        let tried = AtomicUsize::new(0);
+
+        let result: Result<u32, Status> = pool
+            .call(&policy(0.0, 0), Retry::Never, |_, attempt| {
+                tried.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if attempt.resends == 0 {
+                        let mut refused = Status::unavailable("refused unprocessed");
+                        refused.set_source(Arc::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+                        Err(refused)
+                    } else {
+                        Ok(7)
+                    }
+                }
+            })
+            .await;
+
+        assert_eq!(result.map_err(|s| s.code()), Ok(7));
+        assert_eq!(tried.load(Ordering::Relaxed), 2);
+        assert!(!pool.snapshot()[0].is_down(), "not the replica's failure");
     }
 
     #[tokio::test]

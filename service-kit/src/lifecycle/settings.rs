@@ -26,9 +26,9 @@ pub struct ServiceSettings<const ADMIN_PORT: u16> {
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 
-    /// How often the files the service serves from (its catalog) are checked
-    /// for a change on disk, which reloads them; SIGHUP reloads them at once
-    /// (e.g. 10s, 500ms).
+    /// How often the files the service serves from (its catalog, its TLS
+    /// certificates and keys) are checked for a change on disk, which reloads
+    /// them; SIGHUP reloads them at once (e.g. 10s, 500ms).
     #[arg(long, env = "RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
 

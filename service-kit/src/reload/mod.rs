@@ -1,5 +1,5 @@
 //! Changing what a running service serves without a restart: a source (the
-//! catalog, later certificates) is read again on SIGHUP ([`hangups`]) and
+//! catalog, the certificates) is read again on SIGHUP ([`hangups`]) and
 //! whenever its files change on disk ([`watch`]), validated completely, and
 //! only then swapped in. A bad change keeps what is served: it is logged
 //! once, naming the file and the problem, and counted ([`ReloadMetrics`]).
@@ -10,14 +10,17 @@
 //! - [`fingerprint`]: how a change on disk is noticed, whether the files are
 //!   replaced by the kubelet's `..data` swap, by a rename, or edited in place;
 //! - [`watch`]: the task that reloads a source on either;
+//! - [`Live`]: the value served, swapped whole, kept by each user to its end;
 //! - [`metrics`]: the outcome and time of each source's last reload, named
 //!   as Prometheus names its own.
 
 mod fingerprint;
+mod live;
 mod metrics;
 mod watch;
 
 pub use fingerprint::Fingerprint;
+pub use live::Live;
 pub use metrics::ReloadMetrics;
 pub use watch::{Source, Watching, watch};
 

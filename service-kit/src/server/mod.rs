@@ -23,6 +23,6 @@ pub mod in_flight;
 pub mod listener;
 
 pub use connections::{Incoming, run_connections};
-pub use grpc::serve_grpc;
+pub use grpc::{ServerTls, serve_grpc};
 pub use http::serve_http;
 pub use listener::{Accepted, Listener};

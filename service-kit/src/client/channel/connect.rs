@@ -35,7 +35,7 @@ pub(super) async fn connect(
         let io = match &settings.tls {
             None => Either::Left(tcp),
             Some(tls) => {
-                let stream = TlsConnector::from(tls.config.clone())
+                let stream = TlsConnector::from(tls.config.current())
                     .connect(tls.server_name.clone(), tcp)
                     .await
                     .map_err(|err| this.unavailable("TLS handshake failed with", err))?;

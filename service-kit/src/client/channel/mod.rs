@@ -102,8 +102,9 @@ impl ChannelSettings {
 /// name the server's certificate must carry.
 #[derive(Clone, Debug)]
 pub struct ClientTls {
-    /// The rustls client configuration.
-    pub config: Arc<rustls::ClientConfig>,
+    /// The rustls client configuration each new connection reads (reloads
+    /// replace it).
+    pub config: crate::reload::Live<rustls::ClientConfig>,
     /// The name verified in the server's certificate (and sent as SNI).
     pub server_name: ServerName<'static>,
 }
@@ -301,6 +302,24 @@ impl Inner {
         let response = response.await.map_err(|err| status_of(self.addr, err))?;
         let (parts, recv) = response.into_parts();
         Ok(Response::from_parts(parts, H2Body::new(recv, self.addr)))
+    }
+}
+
+/// Whether the call that ended with `status` never reached the server's
+/// application, so that running it again is safe whatever it does (gRPC's
+/// "transparent retry", gRFC A6): the server refused its stream unprocessed
+/// (REFUSED_STREAM), or its graceful GOAWAY (a connection at its maximum
+/// age, a drain) came before the stream, which h2 then fails with that
+/// GOAWAY (a stream the server did take is answered, or fails otherwise).
+pub fn never_processed(status: &Status) -> bool {
+    let Some(err) = std::error::Error::source(status).and_then(|e| e.downcast_ref::<h2::Error>())
+    else {
+        return false;
+    };
+    match err.reason() {
+        Some(Reason::REFUSED_STREAM) => true,
+        Some(Reason::NO_ERROR) => err.is_go_away() && err.is_remote(),
+        _ => false,
     }
 }
 

@@ -222,7 +222,7 @@ async fn a_handshake_that_never_ends_fails_at_the_connect_timeout() {
     let mut settings = settings();
     settings.connect_timeout = Duration::from_millis(200);
     settings.tls = Some(ClientTls {
-        config: Arc::new(config),
+        config: crate::reload::Live::new(Arc::new(config)),
         server_name: ServerName::try_from("localhost").expect("a name"),
     });
     let mut channel = H2Channel::lazy(addr, settings);

@@ -13,12 +13,15 @@
 use std::{
     io,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use crate::server::listener::{Accepted, Listener};
+use crate::{
+    reload::Live,
+    server::listener::{Accepted, Listener},
+    tls::{HandshakeRefusals, Reason},
+};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -29,11 +32,20 @@ use tonic::transport::server::{Connected as _, TcpConnectInfo};
 
 use super::connection_age::AgeLimited;
 
+/// TLS as the gRPC listener serves it.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// The configuration each new handshake reads (reloads replace it).
+    pub config: Live<rustls::ServerConfig>,
+    /// Where refused handshakes are counted and logged.
+    pub refusals: HandshakeRefusals,
+}
+
 /// How a connection is accepted.
 #[derive(Clone)]
 pub struct Handshake {
     /// TLS, when the server has a certificate.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<ServerTls>,
     /// Longest the TLS handshake, or a plaintext client's first bytes, may
     /// take.
     pub timeout: Duration,
@@ -63,12 +75,22 @@ pub fn incoming(
                         let connection = AgeLimited::new(connection, handshake.lifetime);
                         let _ = ready.send(connection).await;
                     }
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, cause = %err, "connection closed during its handshake");
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "connection closed: no handshake within the time limit");
-                    }
+                    Ok(Err(err)) => match &handshake.tls {
+                        Some(tls) => tls.refusals.refused(peer, Reason::of(&err), &err),
+                        None => {
+                            tracing::debug!(%peer, cause = %err, "connection closed before its first bytes")
+                        }
+                    },
+                    Err(_) => match &handshake.tls {
+                        Some(tls) => tls.refusals.refused(
+                            peer,
+                            Reason::timeout,
+                            &format_args!("no handshake within {:?}", handshake.timeout),
+                        ),
+                        None => {
+                            tracing::debug!(%peer, "connection closed: no first bytes within the time limit")
+                        }
+                    },
                 }
             });
         }
@@ -81,7 +103,10 @@ impl Handshake {
         let Accepted { stream, slot, .. } = accepted;
         let info = stream.connect_info();
         let transport = match &self.tls {
-            Some(tls) => Transport::Tls(Box::new(tls.accept(stream).await?)),
+            Some(tls) => {
+                let acceptor = TlsAcceptor::from(tls.config.current());
+                Transport::Tls(Box::new(acceptor.accept(stream).await?))
+            }
             None => {
                 // A client that connects and sends nothing holds a slot for
                 // nothing: wait for its first bytes here, within the limit.
@@ -177,9 +202,4 @@ impl AsyncWrite for Connection {
             Transport::Tls(io) => Pin::new(io).poll_shutdown(cx),
         }
     }
-}
-
-/// A TLS acceptor for `config`.
-pub fn tls_acceptor(config: Arc<rustls::ServerConfig>) -> TlsAcceptor {
-    TlsAcceptor::from(config)
 }

@@ -33,7 +33,6 @@ pub mod handshake;
 use std::{
     convert::Infallible,
     future::Future,
-    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -58,6 +57,7 @@ use admission::AdmissionLayer;
 use call_timeout::{CallTimeoutLayer, TimedBody};
 use error_status::ErrorStatusLayer;
 use handshake::Handshake;
+pub use handshake::ServerTls;
 
 /// Serves `services` (the call router: each call's service by the name in
 /// its path) on `listener` within `limits`, with TLS if `tls` is given,
@@ -69,7 +69,7 @@ pub async fn serve_grpc<S>(
     services: S,
     listener: Listener,
     limits: &GrpcLimits,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<ServerTls>,
     metrics: RpcMetrics,
     spans: CallSpans,
     stop: impl Future<Output = ()>,
@@ -121,7 +121,7 @@ where
     let incoming = handshake::incoming(
         listener,
         Handshake {
-            tls: tls.map(handshake::tls_acceptor),
+            tls,
             timeout: limits.handshake_timeout,
             lifetime: limits.max_connection_age + limits.max_connection_age_grace,
         },
