@@ -196,7 +196,7 @@ async fn a_ca_rotation_under_load_fails_no_page() {
 
 /// Both binaries, recommendations on `server_dir`'s files (checked every
 /// 100 ms, connections living 1 s), the marketplace on `client_dir`'s
-/// (reloaded on SIGHUP only).
+/// (reloaded on SIGHUP only, unless it is told to check them).
 struct Pair {
     recommendations: Process,
     marketplace: Process,
@@ -207,6 +207,15 @@ struct Pair {
 
 impl Pair {
     fn start(server_dir: &ProjectedDir, client_dir: &ProjectedDir) -> Self {
+        Self::start_checking(server_dir, client_dir, "1h")
+    }
+
+    /// [`Pair::start`], the marketplace checking its files every `interval`.
+    fn start_checking(
+        server_dir: &ProjectedDir,
+        client_dir: &ProjectedDir,
+        interval: &str,
+    ) -> Self {
         let mut recommendations = Process::start(
             &recommendations_binary(),
             &[
@@ -241,8 +250,7 @@ impl Pair {
                     "--recommendations-tls-client-key={}",
                     path(client_dir, "tls.key")
                 ),
-                // Only SIGHUP reloads the marketplace's files here.
-                "--reload-interval=1h",
+                &format!("--reload-interval={interval}"),
             ],
         );
         let serving = marketplace.serving();
@@ -312,6 +320,42 @@ async fn a_bad_client_certificate_change_keeps_what_the_marketplace_presents() {
             .expect("HTML");
         assert_eq!(html.matches("<li>").count(), 3, "{html}");
     }
+    stop_both(pair.marketplace, pair.recommendations).await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_swapped_by_the_kubelet_is_presented_without_a_signal() {
+    let pki = Pki::new();
+    let server = pki.issue("recommendations", &[Purpose::ServerAuth]);
+    let mut server_dir = ProjectedDir::new(&[]);
+    update(&mut server_dir, &secret(&server, &[&pki]));
+    let mut client_dir = ProjectedDir::new(&[]);
+    update(
+        &mut client_dir,
+        &secret(&pki.issue("marketplace", &[Purpose::ClientAuth]), &[&pki]),
+    );
+    let pair = Pair::start_checking(&server_dir, &client_dir, "100ms");
+
+    let renewed = pki.issue("marketplace", &[Purpose::ClientAuth]);
+    update(&mut client_dir, &secret(&renewed, &[&pki]));
+
+    let serial = serial_of(&renewed.0);
+    let text = until(&pair.client_admin, |text| text.contains(&serial)).await;
+    assert!(
+        text.contains(&serial),
+        "the renewed certificate is in use: {text}"
+    );
+    assert!(text.contains(r#"marketplace_last_reload_successful{source="tls"} 1"#));
+    // Connections live a second: pages after two are on new handshakes,
+    // which the server takes with the renewed certificate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let html = reqwest::get(&pair.url)
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("HTML");
+    assert_eq!(html.matches("<li>").count(), 3, "{html}");
     stop_both(pair.marketplace, pair.recommendations).await;
 }
 
