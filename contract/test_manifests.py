@@ -311,9 +311,13 @@ def test_the_overrides_prometheus_scrapes_each_services_admin_port(compose, moni
 def test_the_services_send_their_spans_to_the_overrides_collector(monitoring_override, service):
     from urllib.parse import urlparse
 
-    endpoint = urlparse(monitoring_override["services"][service]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    environment = monitoring_override["services"][service]["environment"]
+    endpoint = urlparse(environment["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert endpoint.hostname in monitoring_override["services"], endpoint
-    assert endpoint.port == 4317, "OTLP/gRPC, which the services export"
+    # The collector's port of the protocol the services are told to speak
+    # (the specification's default, and theirs, is http/protobuf).
+    protocol = environment.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    assert endpoint.port == {"grpc": 4317, "http/protobuf": 4318}[protocol], (endpoint, protocol)
 
 
 def test_grafana_provisions_the_dashboard_and_both_data_sources(monitoring_override):

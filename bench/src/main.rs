@@ -118,7 +118,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         work,
         plan,
         ticks: process::clock_ticks()?,
-        http: reqwest::Client::new(),
+        http: service_kit::tls::http_client()?,
     };
     let machine = machine().await?;
     eprintln!(

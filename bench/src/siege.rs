@@ -252,7 +252,7 @@ impl Siege {
             None,
         )?;
         server.wait_for_port(web, Duration::from_secs(10)).await?;
-        let http = reqwest::Client::new();
+        let http = service_kit::tls::http_client()?;
         let ready = format!("http://{admin}/readyz");
         let deadline = Instant::now() + Duration::from_secs(10);
         while !http

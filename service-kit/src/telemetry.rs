@@ -9,7 +9,7 @@ use tracing_subscriber::{
     EnvFilter, Layer as _, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt,
 };
 
-use crate::trace::{TraceSettings, Tracing};
+use crate::trace::{OtelConfig, TraceSettings, Tracing};
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -71,7 +71,8 @@ pub fn init(
 ) -> anyhow::Result<Tracing> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let tracing = Tracing::new(trace, name)?;
+    let resolved = OtelConfig::resolve(trace, name)?;
+    let tracing = Tracing::new(&resolved.config)?;
     let subscriber = subscriber(
         format,
         &filter,
@@ -80,6 +81,10 @@ pub fn init(
         Some(tracing.tracer(name)),
     )?;
     tracing::subscriber::set_global_default(subscriber).context("installing the log subscriber")?;
+    // Values the specification says to ignore with a warning.
+    for warning in resolved.warnings {
+        tracing::warn!(setting = warning, "an OpenTelemetry setting is ignored");
+    }
     Ok(tracing)
 }
 

@@ -129,3 +129,12 @@ impl Default for Pki {
         Self::new()
     }
 }
+
+/// A GET of `url` with the kit's HTTP client (see [`crate::tls::http_client`]).
+pub async fn http_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    crate::tls::http_client()
+        .expect("an HTTP client")
+        .get(url)
+        .send()
+        .await
+}

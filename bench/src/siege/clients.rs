@@ -56,7 +56,13 @@ pub(super) async fn well_behaved_grpc(addr: SocketAddr) -> (Tally, Tally) {
 
 /// `calls` homepages, back to back.
 pub(super) async fn well_behaved_pages(addr: SocketAddr, calls: usize) -> Tally {
-    let http = reqwest::Client::new();
+    let Ok(http) = service_kit::tls::http_client() else {
+        // No client: every call failed.
+        return Tally {
+            ok: Vec::new(),
+            failed: calls as u64,
+        };
+    };
     probe::repeat(
         page_call(&http, format!("http://{addr}/"), Duration::from_secs(10)),
         Duration::from_millis(10),
@@ -120,7 +126,9 @@ pub(super) fn page_call(
 }
 
 pub(super) async fn scrape(admin: SocketAddr) -> anyhow::Result<String> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
+    let text = service_kit::tls::http_client()?
+        .get(format!("http://{admin}/metrics"))
+        .send()
         .await
         .and_then(reqwest::Response::error_for_status)
         .with_context(|| format!("scraping http://{admin}/metrics"))?

@@ -34,7 +34,7 @@ impl Siege {
             cpus: None,
         };
 
-        let http = reqwest::Client::new();
+        let http = service_kit::tls::http_client()?;
         let (outcome, [probe, readiness, liveness], seconds) = during(
             load::h2load(&load),
             recommend_call(target.grpc),
@@ -107,7 +107,7 @@ impl Siege {
             threads: 1,
             cpus: None,
         };
-        let http = reqwest::Client::new();
+        let http = service_kit::tls::http_client()?;
         let (outcome, [probe, readiness, liveness], seconds) = during(
             load::wrk(&load),
             page_call(

@@ -42,7 +42,12 @@ impl Suite {
         // Every page sampled (the default sampler, with no caller's choice).
         let tracing: Vec<(&'static str, String)> = collector
             .iter()
-            .map(|c| ("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint()))
+            .flat_map(|c| {
+                [
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", c.endpoint()),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+                ]
+            })
             .collect();
         let (recommendations, grpc, grpc_admin) = self
             .start_recommendations_with("recommendations-for-pages", placement, None, &tracing)

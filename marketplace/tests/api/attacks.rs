@@ -62,7 +62,9 @@ async fn served_connections(addr: SocketAddr, path: &str, count: usize) -> Vec<T
 }
 
 async fn homepage_status(addr: SocketAddr) -> Option<u16> {
-    let response = reqwest::get(format!("http://{addr}/")).await.ok()?;
+    let response = service_kit::testing::http_get(format!("http://{addr}/"))
+        .await
+        .ok()?;
     Some(response.status().as_u16())
 }
 
@@ -172,7 +174,7 @@ async fn admin_connections_over_the_cap_are_closed_at_once() {
     // The server frees a slot when it sees the close: ask until it has.
     let mut healthz = None;
     for _ in 0..50 {
-        healthz = reqwest::get(format!("http://{admin}/healthz"))
+        healthz = service_kit::testing::http_get(format!("http://{admin}/healthz"))
             .await
             .map(|r| r.status().as_u16())
             .ok();
@@ -205,7 +207,7 @@ async fn a_flood_of_404s_writes_a_few_lines_a_second_and_counts_the_rest() {
         &[("RUST_LOG", "info")],
     );
     let web = Process::address(&process.serving(), "http");
-    let client = reqwest::Client::new();
+    let client = service_kit::tls::http_client().expect("an HTTP client");
     let get = |id: &str| {
         client
             .get(format!("http://{web}/no-such-page"))

@@ -41,7 +41,7 @@ async fn a_name_with_thousands_of_dead_addresses_still_serves_from_the_live_one(
             "--max-replicas=64",
         ],
     );
-    let client = reqwest::Client::new();
+    let client = service_kit::tls::http_client().expect("an HTTP client");
 
     // The pool swaps its dead members for spares until it holds the live
     // one (a bounded number of rounds: 2,000 addresses, 63 tried a round).
@@ -93,7 +93,9 @@ async fn a_hosts_file_that_is_a_fifo_neither_blocks_pages_nor_shutdown() {
     let (marketplace, url, _) = marketplace_behind(&fifo, &["--resolve-interval=100ms"]);
 
     // No replica is known: the page renders without recommendations.
-    let response = reqwest::get(&url).await.expect("the homepage answers");
+    let response = service_kit::testing::http_get(&url)
+        .await
+        .expect("the homepage answers");
     assert_eq!(response.status(), 200);
     let html = response.text().await.expect("HTML");
     assert!(!html.contains("<li>"), "{html}");
@@ -119,7 +121,7 @@ async fn sighup_reads_the_hosts_file_again_and_never_stops_the_marketplace() {
             "--resolve-interval=1h",
         ],
     );
-    let client = reqwest::Client::new();
+    let client = service_kit::tls::http_client().expect("an HTTP client");
     assert!(!page_ok(&client, &url).await, "no live replica yet");
 
     hosts.write(NAME, [live]);

@@ -82,7 +82,7 @@ async fn both_binaries_serve_the_homepage_and_exit_cleanly_on_sigterm() {
     let http = serving["http"].as_str().expect("an address").to_owned();
     let admin = serving["admin"].as_str().expect("an address").to_owned();
 
-    let homepage = reqwest::get(format!("http://{http}/"))
+    let homepage = service_kit::testing::http_get(format!("http://{http}/"))
         .await
         .expect("the homepage answers")
         .text()

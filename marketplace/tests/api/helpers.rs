@@ -87,7 +87,7 @@ pub async fn get(router: &Router, path: &str) -> (Response<()>, String) {
 
 /// GET on an admin listener.
 pub async fn admin_get(admin: impl std::fmt::Display, path: &str) -> String {
-    reqwest::get(format!("http://{admin}{path}"))
+    service_kit::testing::http_get(format!("http://{admin}{path}"))
         .await
         .expect("the admin listener answers")
         .text()

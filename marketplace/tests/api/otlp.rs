@@ -55,10 +55,31 @@ pub(crate) fn text_of(attributes: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
+/// The spans of an export request, each with its service's name.
+pub(crate) fn received(request: ExportTraceServiceRequest) -> Vec<Received> {
+    let mut spans = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service = resource_spans
+            .resource
+            .as_ref()
+            .and_then(|resource| text_of(&resource.attributes, "service.name"))
+            .unwrap_or_default();
+        for scope in resource_spans.scope_spans {
+            spans.extend(scope.spans.into_iter().map(|span| Received {
+                service: service.clone(),
+                span,
+            }));
+        }
+    }
+    spans
+}
+
 /// An OTLP/gRPC trace receiver that keeps every span it is sent.
 #[derive(Clone, Default)]
 pub(crate) struct Receiver {
     pub(crate) spans: Arc<Mutex<Vec<Received>>>,
+    /// The metadata of each export request.
+    pub(crate) metadata: Arc<Mutex<Vec<tonic::metadata::MetadataMap>>>,
 }
 
 #[tonic::async_trait]
@@ -67,22 +88,12 @@ impl TraceService for Receiver {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let mut spans = self.spans.lock().expect("not poisoned");
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .as_ref()
-                .and_then(|resource| text_of(&resource.attributes, "service.name"))
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    spans.push(Received {
-                        service: service.clone(),
-                        span,
-                    });
-                }
-            }
-        }
+        self.metadata
+            .lock()
+            .expect("not poisoned")
+            .push(request.metadata().clone());
+        let received = received(request.into_inner());
+        self.spans.lock().expect("not poisoned").extend(received);
         Ok(Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -94,11 +105,33 @@ impl Receiver {
             .await
             .expect("a free port");
         let addr = listener.local_addr().expect("bound");
-        let service = TraceServiceServer::new(self.clone());
+        let service = TraceServiceServer::new(self.clone())
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(service)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        addr
+    }
+
+    /// Serves over mutual TLS (certificate and key PEM, the client CA PEM)
+    /// on a free loopback port; returns its address.
+    pub(crate) async fn start_tls(&self, cert: &str, key: &str, client_ca: &str) -> SocketAddr {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let addr = listener.local_addr().expect("bound");
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .client_ca_root(Certificate::from_pem(client_ca));
+        let server = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .expect("a TLS configuration")
+            .add_service(TraceServiceServer::new(self.clone()));
+        tokio::spawn(
+            server.serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
         addr
     }
@@ -160,6 +193,11 @@ pub(crate) fn start_both_on(
 ) -> (Process, Process, String) {
     let mut env = env.to_vec();
     env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", collector));
+    // The receiver here speaks OTLP/gRPC; the specification's default is
+    // OTLP/HTTP.
+    if !env.iter().any(|(name, _)| name.ends_with("PROTOCOL")) {
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"));
+    }
     env.push((
         "RUST_LOG",
         "info,service_kit::observe=debug,service_kit::server::http::observe=debug,marketplace=debug",
@@ -187,7 +225,8 @@ pub(crate) fn start_both_on(
 
 /// Loads the homepage once in trace [`TRACE_ID`], with request id `id`.
 pub(crate) async fn traced_page(url: &str, id: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    service_kit::tls::http_client()
+        .expect("an HTTP client")
         .get(url)
         .header("traceparent", format!("00-{TRACE_ID}-{PARENT_ID}-01"))
         .header("x-request-id", id)

@@ -104,7 +104,7 @@ impl Load {
                     Arc::clone(&failed),
                 );
                 tokio::spawn(async move {
-                    let client = reqwest::Client::new();
+                    let client = service_kit::tls::http_client().expect("an HTTP client");
                     // Bounded: a run never loads more than 20,000 pages per worker.
                     for _ in 0..20_000 {
                         if stop.load(Ordering::Relaxed) {

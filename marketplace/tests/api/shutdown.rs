@@ -22,7 +22,7 @@ async fn a_request_in_flight_at_shutdown_completes_while_readiness_is_503() {
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let page = tokio::spawn(reqwest::get(format!("http://{web}/")));
+    let page = tokio::spawn(service_kit::testing::http_get(format!("http://{web}/")));
     for _ in 0..200 {
         if admin_get(admin, "/metrics")
             .await

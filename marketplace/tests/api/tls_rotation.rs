@@ -41,7 +41,7 @@ fn path(dir: &ProjectedDir, name: &str) -> String {
 }
 
 async fn metrics(admin: &str) -> String {
-    reqwest::get(format!("http://{admin}/metrics"))
+    service_kit::testing::http_get(format!("http://{admin}/metrics"))
         .await
         .expect("answers")
         .text()
@@ -69,7 +69,7 @@ fn load(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(u64, Vec
         let loops = (0..8).map(|_| {
             let (url, stop, pages) = (url.clone(), stop.clone(), pages.clone());
             tokio::spawn(async move {
-                let client = reqwest::Client::new();
+                let client = service_kit::tls::http_client().expect("an HTTP client");
                 let mut bad = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     match client.get(&url).send().await {
@@ -312,7 +312,7 @@ async fn a_bad_client_certificate_change_keeps_what_the_marketplace_presents() {
     // made with the certificate kept.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for _ in 0..5 {
-        let html = reqwest::get(&pair.url)
+        let html = service_kit::testing::http_get(&pair.url)
             .await
             .expect("answers")
             .text()
@@ -349,7 +349,7 @@ async fn a_client_certificate_swapped_by_the_kubelet_is_presented_without_a_sign
     // Connections live a second: pages after two are on new handshakes,
     // which the server takes with the renewed certificate.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let html = reqwest::get(&pair.url)
+    let html = service_kit::testing::http_get(&pair.url)
         .await
         .expect("answers")
         .text()

@@ -23,7 +23,7 @@ async fn one_page_is_one_trace_across_both_services_and_their_logs() {
     let receiver = Receiver::default();
     let collector = format!("http://{}", receiver.start().await);
     let (recommendations, marketplace, url, grpc) =
-        start_both(&collector, &[("OTEL_BSP_SCHEDULE_DELAY", "100ms")]);
+        start_both(&collector, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
 
     let response = traced_page(&url, "page-42").await;
     assert_eq!(response.status(), 200);
@@ -127,7 +127,7 @@ async fn spans_still_queued_at_sigterm_are_exported_before_exit() {
     // Nothing is exported on schedule within the test: only the flush at
     // exit can deliver the spans.
     let (recommendations, marketplace, url, _) =
-        start_both(&collector, &[("OTEL_BSP_SCHEDULE_DELAY", "10m")]);
+        start_both(&collector, &[("OTEL_BSP_SCHEDULE_DELAY", "600000")]);
     assert_eq!(traced_page(&url, "flushed").await.status(), 200);
 
     assert_eq!(terminate(marketplace).await, Some(0));
@@ -153,13 +153,13 @@ async fn a_collector_that_never_answers_slows_no_page_and_no_exit() {
     let (recommendations, marketplace, url, _) = start_both(
         &collector,
         &[
-            ("OTEL_BSP_SCHEDULE_DELAY", "50ms"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
         ],
     );
 
     // Far more spans than the queue holds, while every export hangs.
-    let client = reqwest::Client::new();
+    let client = service_kit::tls::http_client().expect("an HTTP client");
     for i in 0..300 {
         let response = client
             .get(&url)
@@ -246,12 +246,14 @@ async fn a_retry_on_another_replica_is_a_second_client_span_marked_as_one() {
         live,
         &["--recommendations-host=recommendations", &hosts_file],
         &collector,
-        &[("OTEL_BSP_SCHEDULE_DELAY", "100ms")],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
     );
 
     // Round robin sends one of the first pages to the dead replica.
     for _ in 0..4 {
-        let response = reqwest::get(&url).await.expect("the homepage answers");
+        let response = service_kit::testing::http_get(&url)
+            .await
+            .expect("the homepage answers");
         assert_eq!(response.status(), 200);
     }
     let mut retried = None;
@@ -327,7 +329,8 @@ async fn a_traced_call_to_a_method_recommendations_does_not_serve_is_named_other
         &[&format!("--listen={grpc}"), "--admin-listen=127.0.0.1:0"],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100ms"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
         ],
     );
     recommendations.serving();

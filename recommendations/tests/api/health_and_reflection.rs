@@ -117,7 +117,7 @@ async fn metrics_are_not_served_on_the_grpc_port() {
     let app = spawn_app().await;
 
     // The gRPC listener speaks HTTP/2 only: an HTTP/1 GET gets no metrics.
-    let result = reqwest::get(format!("http://{}/metrics", app.addr)).await;
+    let result = service_kit::testing::http_get(format!("http://{}/metrics", app.addr)).await;
 
     if let Ok(response) = result {
         let body = response.text().await.unwrap_or_default();

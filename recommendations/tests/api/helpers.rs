@@ -45,7 +45,7 @@ impl TestApp {
 
     /// GET on the admin listener: (status, body).
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        let response = reqwest::get(format!("http://{}{path}", self.admin_addr))
+        let response = service_kit::testing::http_get(format!("http://{}{path}", self.admin_addr))
             .await
             .expect("the admin listener answers");
         let status = response.status().as_u16();
@@ -86,7 +86,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 /// The /metrics text of the binary `process`.
 pub async fn admin_metrics(process: &service_kit::testing::Process) -> String {
     let url = format!("http://{}/metrics", process.listener("admin"));
-    reqwest::get(url)
+    service_kit::testing::http_get(url)
         .await
         .expect("answers")
         .text()

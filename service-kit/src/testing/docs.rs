@@ -9,6 +9,20 @@ use std::path::Path;
 /// `content`. With `UPDATE_DOCS` set in the environment, rewrites the block
 /// instead. Panics with what to run when they differ.
 pub fn assert_block(path: &Path, name: &str, content: &str) {
+    assert_between(
+        path,
+        name,
+        format!("```text\n{}\n```\n", content.trim_end()),
+    );
+}
+
+/// [`assert_block`] for Markdown shown as it is (a table), not fenced.
+pub fn assert_markdown(path: &Path, name: &str, content: &str) {
+    assert_between(path, name, format!("{}\n", content.trim_end()));
+}
+
+/// The text between the markers named `name` is `wanted`.
+fn assert_between(path: &Path, name: &str, wanted: String) {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()));
     let begin = format!("<!-- {name}: begin -->\n");
@@ -21,7 +35,6 @@ pub fn assert_block(path: &Path, name: &str, content: &str) {
         .find(&end)
         .unwrap_or_else(|| panic!("{} has no `{end}` marker", path.display()))
         + start;
-    let wanted = format!("```text\n{}\n```\n", content.trim_end());
     if text[start..stop] == wanted {
         return;
     }

@@ -53,7 +53,7 @@ impl Process {
         }
     }
 
-    /// The log events written since "serving" (the first
+    /// The log events written, those before "serving" included (the first
     /// [`MAX_KEPT_LINES`]), as JSON.
     pub fn log(&self) -> Vec<serde_json::Value> {
         self.log.lock().expect("not poisoned").clone()
@@ -71,6 +71,13 @@ impl Process {
             let read = stdout.read_line(&mut line).expect("readable stdout");
             assert!(read > 0, "{} exited before serving", self.name);
             let event: serde_json::Value = serde_json::from_str(&line).expect("JSON logs");
+            eprintln!("{}: {}", self.name, line.trim_end());
+            {
+                let mut log = self.log.lock().expect("not poisoned");
+                if log.len() < MAX_KEPT_LINES {
+                    log.push(event.clone());
+                }
+            }
             if event["message"] == "serving" {
                 let name = self.name.clone();
                 let log = self.log.clone();

@@ -93,9 +93,9 @@ impl CallSpans {
 
     fn server_span<B>(&self, request: &Request<B>) -> Span {
         let headers = request.headers();
-        let parent = crate::grpc_wire::header(headers, &TRACEPARENT)
-            .is_some()
-            .then(|| extract(headers));
+        let parent = (crate::grpc_wire::header(headers, &TRACEPARENT).is_some()
+            && super::propagates_trace_context())
+        .then(|| extract(headers));
         if parent.is_none() && !exporting() {
             return Span::none();
         }

@@ -150,7 +150,11 @@ impl Queue {
 /// The two ends of a queue of `capacity` spans: wrap the SDK's batch
 /// processor (its own queue set to `capacity` plus one batch) in the first,
 /// its exporter in the second.
-pub fn bounded_queue<E>(capacity: usize, exporter: E) -> (QueueEnd, CountedExporter<E>) {
+pub fn bounded_queue<E>(
+    capacity: usize,
+    value_length: Option<usize>,
+    exporter: E,
+) -> (QueueEnd, CountedExporter<E>) {
     let queue = Arc::new(Queue {
         capacity,
         waiting: AtomicUsize::new(0),
@@ -163,6 +167,7 @@ pub fn bounded_queue<E>(capacity: usize, exporter: E) -> (QueueEnd, CountedExpor
         CountedExporter {
             inner: exporter,
             queue,
+            value_length,
         },
     )
 }
@@ -218,15 +223,38 @@ impl<P: SpanProcessor> SpanProcessor for BoundedQueue<P> {
 }
 
 /// A span exporter that frees each batch's places in the queue as it
-/// leaves, and counts the spans exported or lost.
+/// leaves, counts the spans exported or lost, and cuts attribute values to
+/// the length limit (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, which the SDK does
+/// not apply).
 #[derive(Debug)]
 pub struct CountedExporter<E> {
     inner: E,
     queue: Arc<Queue>,
+    value_length: Option<usize>,
+}
+
+/// Cuts every string value of `attributes` to `limit` characters.
+fn truncate(attributes: &mut [opentelemetry::KeyValue], limit: usize) {
+    for attribute in attributes {
+        if let opentelemetry::Value::String(text) = &attribute.value
+            && let Some((cut, _)) = text.as_str().char_indices().nth(limit)
+        {
+            let kept = text.as_str()[..cut].to_owned();
+            attribute.value = opentelemetry::Value::String(kept.into());
+        }
+    }
 }
 
 impl<E: SpanExporter> SpanExporter for CountedExporter<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+    async fn export(&self, mut batch: Vec<SpanData>) -> OTelSdkResult {
+        if let Some(limit) = self.value_length {
+            for span in &mut batch {
+                truncate(&mut span.attributes, limit);
+                for event in span.events.events.iter_mut() {
+                    truncate(&mut event.attributes, limit);
+                }
+            }
+        }
         let count = batch.len();
         self.queue.release(count);
         let result = self.inner.export(batch).await;

@@ -106,10 +106,9 @@ where
         let route_label = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
         // A span for a page that arrives with a trace context, or for every
         // page when spans are exported: see crate::trace::exporting.
-        let parent = request
-            .headers()
-            .contains_key(trace::TRACEPARENT)
-            .then(|| trace::extract(request.headers()));
+        let parent = (trace::propagates_trace_context()
+            && request.headers().contains_key(trace::TRACEPARENT))
+        .then(|| trace::extract(request.headers()));
         let span = if parent.is_some() || trace::exporting() {
             tracing::info_span!(
                 target: "http",

@@ -15,33 +15,31 @@
 //! `http.response.status_code`). See docs/operations.md.
 
 mod call_span;
+pub mod config;
 mod export;
-mod settings;
+mod exporter;
+mod tracer;
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::Duration,
-};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-use anyhow::Context as _;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::{
     Context,
     propagation::{Extractor, Injector, TextMapPropagator as _},
-    trace::{TraceContextExt as _, TracerProvider as _},
+    trace::TraceContextExt as _,
 };
 use opentelemetry_sdk::{
-    Resource,
-    propagation::TraceContextPropagator,
-    trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider},
+    propagation::{BaggagePropagator, TraceContextPropagator},
+    trace::SdkTracer,
 };
 use tokio::task::futures::TaskLocalFuture;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 pub use call_span::{CallSpans, ResendCount};
+pub use config::{OtelConfig, Propagation, TraceSettings};
 pub use export::register_metrics;
-pub use settings::{SamplerKind, TraceSettings};
+pub use tracer::{FLUSH_TIMEOUT, Tracing, exporting};
 
 /// The W3C trace context header.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -54,126 +52,62 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// with other than visible ASCII) is replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// The longest the last spans' export may take at exit, after the drain:
-/// with the 25 s drain, within kubernetes.yaml's grace period of 40 s,
-/// however slow the collector.
-pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Most spans in one export request.
-const EXPORT_BATCH: usize = 512;
-
-/// Whether this process exports spans (set once, by [`Tracing::new`]).
-static EXPORTING: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process exports spans. When it does not, spans are made
-/// only for requests that arrive with a trace context, to carry it on: a
-/// span costs more than a page's whole budget allows for tracing (see
-/// docs/operations.md).
-pub fn exporting() -> bool {
-    EXPORTING.load(Ordering::Relaxed)
-}
-
 tokio::task_local! {
     /// The request id of the page being served, for the calls it makes.
     static CURRENT_REQUEST_ID: HeaderValue;
 }
 
-/// This process's tracer: where spans go, and whether they are exported.
-#[derive(Debug)]
-pub struct Tracing {
-    provider: SdkTracerProvider,
-    exporting: bool,
+/// Which context headers are read and written: OTEL_PROPAGATORS, set once
+/// by [`Tracing::new`] (bit 1: tracecontext, bit 2: baggage; both until
+/// then, the specification's default).
+static PROPAGATION: AtomicU8 = AtomicU8::new(TRACECONTEXT | BAGGAGE);
+const TRACECONTEXT: u8 = 1;
+const BAGGAGE: u8 = 2;
+
+pub(crate) fn set_propagation(propagation: Propagation) {
+    let bits = if propagation.tracecontext {
+        TRACECONTEXT
+    } else {
+        0
+    } | if propagation.baggage { BAGGAGE } else { 0 };
+    PROPAGATION.store(bits, Ordering::Relaxed);
 }
 
-impl Tracing {
-    /// The tracer for `settings`: exporting over OTLP/gRPC in batches when an
-    /// endpoint is set (it connects lazily; call from within the runtime),
-    /// and otherwise giving spans their ids without recording them.
-    pub fn new(settings: &TraceSettings, service: &str) -> anyhow::Result<Self> {
-        let resource = Resource::builder()
-            .with_attributes(settings.resource_attributes()?)
-            .with_service_name(
-                settings
-                    .otel_service_name
-                    .clone()
-                    .unwrap_or_else(|| service.to_owned()),
-            )
-            .build();
-        let builder = SdkTracerProvider::builder().with_resource(resource);
-        let Some(endpoint) = &settings.otel_exporter_otlp_endpoint else {
-            // Not exported: ids for the logs and the context passed on, no
-            // recording.
-            return Ok(Self {
-                provider: builder.with_sampler(Sampler::AlwaysOff).build(),
-                exporting: false,
-            });
-        };
-        use opentelemetry_otlp::WithExportConfig as _;
-        EXPORTING.store(true, Ordering::Relaxed);
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.to_string())
-            .with_timeout(Duration::from_secs(10))
-            .build()
-            .with_context(|| format!("cannot set up OTLP export to {endpoint}"))?;
-        // A bounded queue: when the collector is slow or down, spans are
-        // dropped (and counted) rather than wait, and nothing a request
-        // does waits on it.
-        let capacity = settings.otel_bsp_max_queue_size;
-        let (queue, exporter) = export::bounded_queue(capacity, exporter);
-        let batch = BatchConfigBuilder::default()
-            // Room for one batch more than the bounded queue admits: the
-            // SDK's queue never drops a span by itself.
-            .with_max_queue_size(capacity.saturating_add(EXPORT_BATCH))
-            .with_max_export_batch_size(EXPORT_BATCH)
-            .with_scheduled_delay(settings.otel_bsp_schedule_delay)
-            .build();
-        let processor = queue.wrap(
-            BatchSpanProcessor::builder(exporter)
-                .with_batch_config(batch)
-                .build(),
-        );
-        Ok(Self {
-            provider: builder
-                .with_sampler(settings.sampler())
-                .with_span_processor(processor)
-                .build(),
-            exporting: true,
-        })
-    }
-
-    /// The tracer for the `tracing` layer.
-    pub fn tracer(&self, service: &'static str) -> SdkTracer {
-        self.provider.tracer(service)
-    }
-
-    /// Exports what is queued and stops, within [`FLUSH_TIMEOUT`], on a
-    /// thread of its own so that the runtime keeps driving the export.
-    pub async fn shutdown(self) {
-        if !self.exporting {
-            return;
-        }
-        let provider = self.provider;
-        let flushed =
-            tokio::task::spawn_blocking(move || provider.shutdown_with_timeout(FLUSH_TIMEOUT))
-                .await;
-        match flushed {
-            Ok(Ok(())) => tracing::info!("spans exported"),
-            Ok(Err(err)) => tracing::warn!(%err, "cannot export the last spans"),
-            Err(err) => tracing::warn!(%err, "cannot export the last spans"),
-        }
-    }
+/// Whether requests' W3C trace context is read and calls' written
+/// (OTEL_PROPAGATORS names `tracecontext`): when not, a request that
+/// carries a `traceparent` is served as one that does not.
+pub fn propagates_trace_context() -> bool {
+    PROPAGATION.load(Ordering::Relaxed) & TRACECONTEXT != 0
 }
 
-/// The trace context a request carries (W3C `traceparent` and
-/// `tracestate`); an empty context when it carries none or an invalid one.
+/// The context a request carries, as OTEL_PROPAGATORS says: its W3C trace
+/// context (`traceparent`, `tracestate`) and baggage (`baggage`); empty
+/// when it carries none or an invalid one.
 pub fn extract(headers: &HeaderMap) -> Context {
-    TraceContextPropagator::new().extract(&Headers(headers))
+    let bits = PROPAGATION.load(Ordering::Relaxed);
+    let mut context = Context::new();
+    if bits & TRACECONTEXT != 0 {
+        context = TraceContextPropagator::new().extract_with_context(&context, &Headers(headers));
+    }
+    if bits & BAGGAGE != 0 {
+        context = BaggagePropagator::new().extract_with_context(&context, &Headers(headers));
+    }
+    context
 }
 
-/// Writes `span`'s trace context into `headers`.
+/// Writes `span`'s context into `headers`, as OTEL_PROPAGATORS says.
 pub fn inject(span: &Span, headers: &mut HeaderMap) {
-    TraceContextPropagator::new().inject_context(&span.context(), &mut HeadersMut(headers));
+    let bits = PROPAGATION.load(Ordering::Relaxed);
+    if bits == 0 {
+        return;
+    }
+    let context = span.context();
+    if bits & TRACECONTEXT != 0 {
+        TraceContextPropagator::new().inject_context(&context, &mut HeadersMut(headers));
+    }
+    if bits & BAGGAGE != 0 {
+        BaggagePropagator::new().inject_context(&context, &mut HeadersMut(headers));
+    }
 }
 
 /// Continues the trace of `parent`, when it holds one, in `span`, and
@@ -395,5 +329,48 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert_eq!(ids.span_id().to_string(), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn baggage_passes_from_a_request_to_the_calls_it_makes() {
+        use opentelemetry::{baggage::BaggageExt as _, trace::TracerProvider as _};
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let mut incoming = HeaderMap::new();
+        incoming.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        incoming.insert("baggage", HeaderValue::from_static("tenant=books"));
+        let context = extract(&incoming);
+        assert_eq!(
+            context.baggage().get("tenant").map(ToString::to_string),
+            Some("books".to_owned())
+        );
+
+        // A page's span continuing it, and a call's span under the page's.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+            .build();
+        let subscriber = tracing_subscriber::registry().with(otel_layer(provider.tracer("test")));
+        let outgoing = tracing::subscriber::with_default(subscriber, || {
+            let page = tracing::info_span!(
+                "page",
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty
+            );
+            start(&page, context);
+            let call = page.in_scope(|| tracing::info_span!("call"));
+            let mut outgoing = HeaderMap::new();
+            inject(&call, &mut outgoing);
+            outgoing
+        });
+
+        assert_eq!(outgoing["baggage"], "tenant=books");
+        let traceparent = outgoing[&TRACEPARENT].to_str().expect("ASCII");
+        assert!(
+            traceparent.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "{traceparent}"
+        );
     }
 }
