@@ -149,6 +149,7 @@ async fn spans_go_over_otlp_grpc_with_metadata_and_gzip() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &format!("http://{addr}")),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key=k%3D1"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
     ]);
 
@@ -212,7 +213,11 @@ async fn spans_go_over_grpc_to_a_collector_that_requires_mutual_tls() {
     let addr = receiver.start_tls(&cert, &key, &pki.ca_pem()).await;
     let (client_cert, client_key) = pki.issue_files("recommendations", &[Purpose::ClientAuth]);
     let path = |p: &Path| p.display().to_string();
+    // The generic CA is another: only the traces one can verify the
+    // collector.
+    let other = Pki::new();
     let process = start(&[
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", &path(&other.ca_file())),
         (
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
             &format!("https://localhost:{}", addr.port()),

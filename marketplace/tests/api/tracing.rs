@@ -138,7 +138,17 @@ async fn spans_still_queued_at_sigterm_are_exported_before_exit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_that_never_answers_slows_no_page_and_no_exit() {
+async fn a_grpc_collector_that_never_answers_slows_no_page_and_no_exit() {
+    a_collector_that_never_answers_slows_no_page_and_no_exit("grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_collector_that_never_answers_slows_no_page_and_no_exit() {
+    a_collector_that_never_answers_slows_no_page_and_no_exit("http/protobuf").await;
+}
+
+/// Spans exported over `protocol` to a collector that never answers.
+async fn a_collector_that_never_answers_slows_no_page_and_no_exit(protocol: &str) {
     // Accepts connections and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -155,6 +165,7 @@ async fn a_collector_that_never_answers_slows_no_page_and_no_exit() {
         &[
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         ],
     );
 
