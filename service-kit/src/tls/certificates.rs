@@ -110,8 +110,9 @@ fn at(unix_seconds: i64) -> SystemTime {
     UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix_seconds).unwrap_or_default())
 }
 
-/// The most certificates shown per service: CA bundles are the operator's
-/// files, but a label set is bounded whatever they hold.
+/// The most certificates shown per role: CA bundles are the operator's
+/// files, but a label set is bounded whatever they hold (four roles, so at
+/// most 1,024 series), and a large bundle never hides another role's.
 const MAX_SHOWN: usize = 256;
 
 /// The not-after time of every certificate in use, by role, subject and
@@ -149,13 +150,61 @@ impl CertificateMetrics {
             kept
         });
         for certificate in certificates {
-            if shown.len() >= MAX_SHOWN {
-                break;
+            let role = certificate.name.role;
+            if shown.iter().filter(|name| name.role == role).count() >= MAX_SHOWN {
+                continue;
             }
             self.not_after
                 .get_or_create(&certificate.name)
                 .set(certificate.not_after);
             shown.insert(certificate.name.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::metrics::encode;
+
+    fn certificate(role: Role, serial: usize) -> Certificate {
+        Certificate {
+            name: CertificateName {
+                role,
+                subject: "CN=ca".to_owned(),
+                serial: format!("{serial:x}"),
+            },
+            not_after: 4_102_444_800,
+        }
+    }
+
+    fn series(registry: &Registry) -> usize {
+        let text = encode(registry).expect("encodes");
+        text.lines()
+            .filter(|line| line.starts_with("test_tls_certificate_not_after_timestamp_seconds{"))
+            .count()
+    }
+
+    #[test]
+    fn a_bundle_of_many_shows_at_most_the_cap_and_a_reload_replaces_its_role_only() {
+        let mut registry = Registry::default();
+        let metrics = CertificateMetrics::register(&mut registry, "test");
+        let mut bundle: Vec<Certificate> = (0..300).map(|n| certificate(Role::ca, n)).collect();
+        bundle.insert(0, certificate(Role::client, 9999));
+
+        metrics.show(&bundle);
+        assert_eq!(
+            series(&registry),
+            MAX_SHOWN + 1,
+            "the client's and 256 CAs: bounded whatever the files hold"
+        );
+
+        metrics.show(&[certificate(Role::server, 1)]);
+        assert_eq!(series(&registry), MAX_SHOWN + 2, "the other roles stay");
+
+        metrics.show(&[certificate(Role::client, 7), certificate(Role::ca, 8)]);
+        assert_eq!(series(&registry), 3, "the old client and CAs are gone");
     }
 }
