@@ -312,13 +312,7 @@ async fn a_bad_client_certificate_change_keeps_what_the_marketplace_presents() {
     // made with the certificate kept.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for _ in 0..5 {
-        let html = service_kit::testing::http_get(&pair.url)
-            .await
-            .expect("answers")
-            .text()
-            .await
-            .expect("HTML");
-        assert_eq!(html.matches("<li>").count(), 3, "{html}");
+        assert_eq!(books_on_page(&pair.url).await, 3);
     }
     stop_both(pair.marketplace, pair.recommendations).await;
 }
@@ -349,14 +343,19 @@ async fn a_client_certificate_swapped_by_the_kubelet_is_presented_without_a_sign
     // Connections live a second: pages after two are on new handshakes,
     // which the server takes with the renewed certificate.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let html = service_kit::testing::http_get(&pair.url)
+    assert_eq!(books_on_page(&pair.url).await, 3);
+    stop_both(pair.marketplace, pair.recommendations).await;
+}
+
+/// The books on the page at `url`.
+async fn books_on_page(url: &str) -> usize {
+    let html = service_kit::testing::http_get(url)
         .await
         .expect("answers")
         .text()
         .await
         .expect("HTML");
-    assert_eq!(html.matches("<li>").count(), 3, "{html}");
-    stop_both(pair.marketplace, pair.recommendations).await;
+    html.matches("<li>").count()
 }
 
 async fn stop_both(marketplace: Process, recommendations: Process) {
