@@ -142,6 +142,13 @@ impl RecommendationsClient {
         )
     }
 
+    /// The count of calls failed at once with no replica to take them
+    /// (none known, or every one out of rotation), to register as
+    /// `marketplace_calls_unsent`.
+    pub fn unsent_calls(&self) -> prometheus_client::metrics::counter::Counter {
+        self.upstream.unsent_calls()
+    }
+
     /// Finds the replicas now, and again every `interval` and on each
     /// SIGHUP of `hangups`, until the returned [`Discovery`] is dropped (see
     /// [`Upstream::discover`]).

@@ -80,6 +80,12 @@ impl Application {
         let recommendations =
             RecommendationsClient::new(&settings, channel_tls, rpc_metrics, replica_calls);
         registry.register_collector(Box::new(recommendations.replica_states()));
+        registry.register(
+            "marketplace_calls_unsent",
+            "Calls to recommendations failed at once, sent to no replica: none known yet, every \
+             one out of rotation (ejected, or failing health checks), or those on probation busy",
+            recommendations.unsent_calls(),
+        );
         // From here on SIGHUP re-reads the hosts file and TLS rather than
         // kills.
         let hangups = service_kit::reload::hangups();

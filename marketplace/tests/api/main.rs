@@ -13,6 +13,7 @@ mod otlp;
 mod otlp_http;
 mod outliers;
 mod pages;
+mod partition;
 mod replicas;
 mod shutdown;
 mod tls;

@@ -67,7 +67,8 @@ const MIN_RETRY_SHARE: f64 = 0.1;
 
 impl<C: Clone> ReplicaPool<C> {
     /// Runs `attempt` on the next replica (it is given the replica and the
-    /// [`Attempt`]). If it fails with a
+    /// [`Attempt`]), or fails with UNAVAILABLE at once if no replica is in
+    /// rotation. If it fails with a
     /// status that says "this replica, not this request" (see
     /// [`replica_failed`]), ejects that replica and, if the call is
     /// [`Retry::Idempotent`], the deadline leaves time for it and the retry
@@ -86,9 +87,10 @@ impl<C: Clone> ReplicaPool<C> {
         let deadline = Instant::now() + policy.timeout;
         policy.budget.deposit();
         let attempts = async {
-            let first = self.pick(None).ok_or_else(|| {
-                Status::unavailable(format!("no {} replica is known yet", self.service()))
-            })?;
+            // None in rotation: failed at once, not sent to one known to be
+            // out (see the pool's module docs).
+            let first = self.pick(None).ok_or_else(|| self.no_replica())?;
+            self.found_replica();
             let first_attempt = Attempt {
                 deadline,
                 resends: 0,
@@ -280,6 +282,47 @@ mod tests {
         assert_eq!(result.map_err(|s| s.code()), Ok(7));
         assert_eq!(tried.load(Ordering::Relaxed), 2);
         assert!(!pool.snapshot()[0].is_down(), "not the replica's failure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_every_replica_out_a_call_fails_at_once_and_is_counted() {
+        let pool = pool();
+        let policy = policy(0.2, 10);
+        let tried = AtomicUsize::new(0);
+        let call = || {
+            pool.call(&policy, Retry::Idempotent, |_, _| {
+                tried.fetch_add(1, Ordering::Relaxed);
+                async { Ok(()) }
+            })
+        };
+        let message = |result: Result<(), Status>| {
+            let status = result.expect_err("no replica to call");
+            assert_eq!(status.code(), Code::Unavailable);
+            status.message().to_owned()
+        };
+
+        assert_eq!(message(call().await), "no test replica is known yet");
+        pool.update(&addrs(&[2, 3]));
+        for member in pool.snapshot().iter() {
+            pool.eject(member);
+        }
+        let started = Instant::now();
+        let unavailable = message(call().await);
+
+        assert!(
+            unavailable.starts_with("every test replica is out of rotation"),
+            "{unavailable}"
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO, "no deadline waited");
+        assert_eq!(tried.load(Ordering::Relaxed), 0, "nothing sent");
+        assert_eq!(pool.unsent_calls().get(), 2);
+
+        // One is back (as a call in flight answering would put it): calls
+        // go out again.
+        pool.answered(&pool.snapshot()[1]);
+        call().await.expect("sent to the one back");
+        assert_eq!(tried.load(Ordering::Relaxed), 1);
+        assert_eq!(pool.unsent_calls().get(), 2);
     }
 
     #[tokio::test]

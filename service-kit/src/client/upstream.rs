@@ -188,6 +188,12 @@ impl<C: Clone + Send + Sync + 'static> Upstream<C> {
         }
     }
 
+    /// The count of calls failed at once, sent to no replica (see
+    /// [`ReplicaPool::unsent_calls`]), to register with the metrics.
+    pub fn unsent_calls(&self) -> prometheus_client::metrics::counter::Counter {
+        self.pool.unsent_calls()
+    }
+
     /// Resolves the replicas now, then keeps resolving every `interval` and
     /// on each SIGHUP of `hangups` (a hosts file just changed), and
     /// health-checking the replicas out of rotation every second, until the

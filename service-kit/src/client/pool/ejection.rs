@@ -87,9 +87,9 @@ impl<C> ReplicaPool<C> {
     }
 
     /// Notes that a replica answered a call: one on probation is fully
-    /// back, and one out of rotation (tried because every replica was) is
-    /// put back, into the pool too if a probe round swapped it for a spare
-    /// while the call was in flight.
+    /// back, and one out of rotation (ejected while the call was in flight,
+    /// by another call's failure) is put back, into the pool too if a probe
+    /// round swapped it for a spare meanwhile.
     pub fn answered(&self, member: &Arc<Member<C>>) {
         if !member.is_down() && !member.on_probation.load(Ordering::Relaxed) {
             return;
@@ -146,14 +146,20 @@ impl<C> ReplicaPool<C> {
     /// Swaps the replicas out of rotation for spares, if any, then
     /// health-checks every replica out of rotation whose ejection is over,
     /// all at once, and puts back those that answer SERVING within
-    /// `timeout` (on probation if they were ejected). Returns the
-    /// addresses that left the pool.
+    /// `timeout` (on probation if they were ejected). When no replica is in
+    /// rotation, every one is checked, its ejection over or not: ejection
+    /// prefers the replicas that serve well, and there are none, so one
+    /// that answers is worth a probation call (one at a time) rather than
+    /// pages waiting out a back-off that earlier faults made long. Returns
+    /// the addresses that left the pool.
     pub async fn probe_down(&self, timeout: Duration) -> Vec<SocketAddr> {
         let left = self.swap_down_for_spares();
         let members = self.snapshot();
         let now = Instant::now();
+        let none_in_rotation = members.iter().all(|member| member.is_down());
         let due = |member: &&Arc<Member<C>>| {
-            member.is_down() && member.ejections().until.is_none_or(|until| until <= now)
+            member.is_down()
+                && (none_in_rotation || member.ejections().until.is_none_or(|until| until <= now))
         };
         let checks = members.iter().filter(due).map(|member| async move {
             let mut health = HealthClient::new(member.channel.clone());

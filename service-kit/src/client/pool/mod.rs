@@ -18,6 +18,15 @@
 //! one page per ejection, ever rarer, instead of every page it is given
 //! for a deadline each time a probe lets it back in.
 //!
+//! When no replica is in rotation, a call fails at once with UNAVAILABLE
+//! instead of going to one out of rotation ([`unsent`]): a circuit breaker
+//! open for the whole service, as Finagle's failure accrual and
+//! resilience4j do it, and unlike Envoy's panic mode, which routes to every
+//! host then and so costs each page the deadline while a partition lasts.
+//! The health probes keep running meanwhile, on every replica whatever its
+//! ejection has left to run, and the first that answers one is back on
+//! probation (the half-open state).
+//!
 //! The pool holds at most `max_replicas` members. When a name stands for
 //! more addresses, the rest wait as spares, and members join out of
 //! rotation, put in by a health check: each probe round replaces the
@@ -29,9 +38,11 @@
 mod ejection;
 #[cfg(test)]
 pub(crate) mod tests;
+mod unsent;
 
 pub use ejection::Ejection;
 use ejection::Ejections;
+use unsent::Unsent;
 
 use std::{
     collections::BTreeSet,
@@ -125,6 +136,8 @@ pub struct ReplicaPool<C> {
     /// Addresses listed by discovery that are not members, over the cap.
     spares: Arc<RwLock<Vec<SocketAddr>>>,
     ejection: Ejection,
+    /// Calls that found no replica to take them.
+    unsent: Arc<Unsent>,
 }
 
 impl<C> Clone for ReplicaPool<C> {
@@ -137,6 +150,7 @@ impl<C> Clone for ReplicaPool<C> {
             max_members: self.max_members,
             spares: self.spares.clone(),
             ejection: self.ejection,
+            unsent: self.unsent.clone(),
         }
     }
 }
@@ -167,6 +181,7 @@ impl<C> ReplicaPool<C> {
             max_members,
             spares: Arc::default(),
             ejection,
+            unsent: Arc::default(),
         }
     }
 
@@ -321,21 +336,15 @@ impl<C> ReplicaPool<C> {
     }
 
     /// The next replica in rotation, other than `avoid`; one on probation
-    /// only if no probation call is in flight to it. When every replica is
-    /// out of rotation, the next one anyway: a call that may fail beats a
-    /// page that surely does.
+    /// only if no probation call is in flight to it. None when no replica
+    /// can take the call: the caller fails it at once (see [`unsent`]).
     pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Picked<C>> {
         let members = self.snapshot();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let candidates = (0..members.len())
             .map(|i| &members[(start + i) % members.len()])
-            .filter(|m| Some(m.addr) != avoid);
-        let mut fallback = None;
+            .filter(|m| Some(m.addr) != avoid && !m.is_down());
         for member in candidates {
-            if member.is_down() {
-                fallback.get_or_insert(member);
-                continue;
-            }
             if !member.on_probation.load(Ordering::Relaxed) {
                 return Some(Picked {
                     member: member.clone(),
@@ -353,10 +362,7 @@ impl<C> ReplicaPool<C> {
                 });
             }
         }
-        fallback.map(|member| Picked {
-            member: member.clone(),
-            probation: false,
-        })
+        None
     }
 }
 

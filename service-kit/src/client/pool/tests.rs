@@ -71,7 +71,7 @@ async fn a_replica_out_of_rotation_is_skipped_and_avoid_is_honoured() {
 }
 
 #[tokio::test]
-async fn with_every_replica_down_a_pick_still_returns_one() {
+async fn with_every_replica_out_of_rotation_nothing_is_picked() {
     let pool = pool();
     pool.update(&addrs(&[1, 2]));
     for _ in 0..2 {
@@ -79,20 +79,37 @@ async fn with_every_replica_down_a_pick_still_returns_one() {
         pool.eject(&member);
     }
 
-    assert!(pool.pick(None).is_some());
     assert!(
-        pool.pick(Some(SocketAddr::from(([127, 0, 0, 1], 1))))
-            .is_some()
+        pool.pick(None).is_none(),
+        "no fallback to a replica known out"
     );
+
+    // Back by a health check: picked again.
+    let back = pool.snapshot()[1].clone();
+    back.down.store(false, Ordering::Relaxed);
+    assert_eq!(pool.pick(None).expect("the one back").addr, back.addr);
+    assert!(pool.pick(Some(back.addr)).is_none());
+}
+
+#[tokio::test]
+async fn with_its_only_replica_on_probation_and_busy_the_pool_refuses_other_calls() {
+    let pool = pool();
+    pool.update(&addrs(&[1]));
+    let member = pool.snapshot()[0].clone();
+    member.on_probation.store(true, Ordering::Relaxed);
+
+    let probation = pool.pick(None).expect("the probation call");
+    assert!(pool.pick(None).is_none(), "half-open: one call at a time");
+    assert!(pool.no_replica().message().contains("on probation"));
+    drop(probation);
+    assert!(pool.pick(None).is_some(), "its slot is free again");
 }
 
 #[tokio::test]
 async fn updates_keep_known_replicas_and_their_state() {
     let pool = pool();
     pool.update(&addrs(&[1, 2]));
-    let first = pool
-        .pick(Some(SocketAddr::from(([127, 0, 0, 1], 2))))
-        .expect("member 1");
+    let first = pool.snapshot()[0].clone();
     pool.eject(&first);
 
     pool.update(&addrs(&[1, 3]));
@@ -101,22 +118,22 @@ async fn updates_keep_known_replicas_and_their_state() {
         pool.addresses(),
         addrs(&[1, 3]).into_iter().collect::<Vec<_>>()
     );
-    let kept = pool
-        .pick(Some(SocketAddr::from(([127, 0, 0, 1], 3))))
-        .expect("member 1");
-    assert!(Arc::ptr_eq(&kept.member, &first.member) && kept.is_down());
+    let kept = pool.snapshot()[0].clone();
+    assert!(Arc::ptr_eq(&kept, &first) && kept.is_down());
 }
 
-/// The race the discovery test found: every member is out of rotation,
-/// a page tries one anyway, and the probe round swaps that member for a
-/// spare while the call is in flight. When it answers, it comes back
-/// into the pool, not only into rotation.
+/// A race the discovery test found: a call goes to a member, another
+/// call's failure ejects it, and the probe round swaps it for a spare
+/// while the call is in flight. When it answers, it comes back into the
+/// pool, not only into rotation.
 #[tokio::test]
 async fn a_replica_that_answers_after_making_room_for_a_spare_comes_back() {
     let pool = pool_of(3);
     pool.update(&addrs(&(1..=10).collect::<Vec<_>>()));
     assert!(pool.snapshot().iter().all(|m| m.is_down()));
-    let in_flight = pool.pick(None).expect("a member out of rotation");
+    pool.snapshot()[0].down.store(false, Ordering::Relaxed);
+    let in_flight = pool.pick(None).expect("the member in rotation");
+    pool.eject(&in_flight);
 
     let swapped = pool.swap_down_for_spares();
     assert!(swapped.contains(&in_flight.addr));
@@ -145,12 +162,12 @@ async fn a_replica_that_answers_after_making_room_for_a_spare_comes_back() {
 async fn a_replica_no_longer_listed_is_not_readmitted() {
     let pool = pool_of(3);
     pool.update(&addrs(&(1..=10).collect::<Vec<_>>()));
-    let in_flight = pool.pick(None).expect("a member");
+    let in_flight = pool.snapshot()[0].clone();
     pool.swap_down_for_spares();
     let rest: Vec<u16> = (1..=10).filter(|p| *p != in_flight.addr.port()).collect();
     pool.update(&addrs(&rest));
 
-    pool.answered(&in_flight.member);
+    pool.answered(&in_flight);
 
     assert!(!pool.addresses().contains(&in_flight.addr));
 }
@@ -175,8 +192,8 @@ async fn the_pool_holds_at_most_its_cap_and_swaps_down_members_for_spares() {
         spare,
     };
     assert_eq!(pool.census(), census(0, 3, 7));
-    let up = pool.pick(None).expect("a member");
-    pool.answered(&up.member);
+    let up = pool.snapshot()[0].clone();
+    pool.answered(&up);
     assert_eq!(pool.census(), census(1, 2, 7));
     let swapped = pool.swap_down_for_spares();
     assert_eq!(swapped.len(), 2);
@@ -259,7 +276,7 @@ async fn an_ejected_replica_is_not_probed_before_its_time_then_is_on_probation()
     let until = slow.ejections().until.expect("ejected");
     assert_eq!(until - Instant::now(), Duration::from_secs(4));
 
-    // A call it then answers (every replica being out) brings it back.
+    // A call it then answers (sent before the ejection) brings it back.
     pool.answered(&slow);
     assert!(!slow.is_down());
     assert_eq!(slow.ejections().count, 2, "the history is kept");
@@ -281,4 +298,47 @@ async fn a_replica_that_served_well_for_the_maximum_starts_again_from_the_base()
     pool.eject(&member);
 
     assert_eq!(member.ejections().count, 1);
+}
+
+/// A gRPC health server answering SERVING, on a free port.
+async fn serving() -> SocketAddr {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+#[tokio::test]
+async fn with_none_in_rotation_replicas_are_probed_before_their_ejection_is_over() {
+    let (a, b) = (serving().await, serving().await);
+    let pool = pool();
+    pool.update(&[a, b].into_iter().collect());
+    let member = |addr| {
+        pool.snapshot()
+            .iter()
+            .find(|m| m.addr == addr)
+            .cloned()
+            .expect("a member")
+    };
+
+    // One in rotation: the ejected one waits out its 2 s, healthy or not.
+    pool.eject(&member(a));
+    pool.probe_down(Duration::from_secs(1)).await;
+    assert!(member(a).is_down());
+
+    // None in rotation: every one answering a health check is back, on
+    // probation, however long its ejection had to run.
+    pool.eject(&member(b));
+    pool.probe_down(Duration::from_secs(1)).await;
+    for addr in [a, b] {
+        assert!(!member(addr).is_down(), "{addr} back");
+        assert!(member(addr).on_probation.load(Ordering::Relaxed));
+    }
 }
