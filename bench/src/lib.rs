@@ -10,6 +10,7 @@
 pub mod attack;
 pub mod callgrind;
 pub mod catalog_load;
+pub mod chaos;
 pub mod checks;
 pub mod collector;
 pub mod criterion;

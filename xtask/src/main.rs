@@ -12,6 +12,11 @@
 //! - `cargo xtask siege [ARGS]` builds the same way and runs the siege alone:
 //!   the attacks and overloads of docs/limits.md against the services, with
 //!   the bounds each must hold; `cargo xtask siege --help` lists ARGS.
+//! - `cargo xtask chaos [ARGS]` builds the same way and runs the chaos run
+//!   (as root): the binaries on hosts of their own (network namespaces)
+//!   under load through a schedule of faults, 30 minutes by default
+//!   (`--quick`: one round, about four minutes; `--docs`: the report to
+//!   docs/benchmarks/chaos.md); `cargo xtask chaos --help` lists ARGS.
 #![forbid(unsafe_code)]
 
 use std::{
@@ -30,8 +35,10 @@ async fn main() -> ExitCode {
         Some("dev") => dev().await,
         Some("bench") => bench(args.collect()).await,
         Some("siege") => siege(args.collect()).await,
+        Some("chaos") => chaos(args.collect()).await,
         _ => Err(anyhow::anyhow!(
-            "usage: cargo xtask dev | cargo xtask bench [ARGS] | cargo xtask siege [ARGS]"
+            "usage: cargo xtask dev | cargo xtask bench [ARGS] | cargo xtask siege [ARGS] | \
+             cargo xtask chaos [ARGS]"
         )),
     };
     match result {
@@ -82,6 +89,11 @@ async fn bench(args: Vec<String>) -> anyhow::Result<()> {
 async fn siege(args: Vec<String>) -> anyhow::Result<()> {
     let binaries = build("production", &["recommendations", "marketplace", "bench"]).await?;
     run(&binaries.join("siege"), &args, "the siege").await
+}
+
+async fn chaos(args: Vec<String>) -> anyhow::Result<()> {
+    let binaries = build("production", &["recommendations", "marketplace", "bench"]).await?;
+    run(&binaries.join("chaos"), &args, "the chaos run").await
 }
 
 /// Runs `binary` with `args` to the end; fails if it fails.
