@@ -16,12 +16,18 @@ use tonic::Status;
 
 use super::Inner;
 
+/// A connection made: its number, the handle that opens streams on it, and
+/// the task that drives it (aborting it closes the connection).
+#[derive(Clone, Debug)]
+pub(super) struct Connection {
+    pub(super) generation: u64,
+    pub(super) sender: SendRequest<Bytes>,
+    pub(super) task: tokio::task::AbortHandle,
+}
+
 /// Makes connection `generation` of the channel: TCP, TLS, the HTTP/2
 /// handshake, then the tasks that drive the connection and its keep-alive.
-pub(super) async fn connect(
-    shared: Weak<Inner>,
-    generation: u64,
-) -> Result<(u64, SendRequest<Bytes>), Status> {
+pub(super) async fn connect(shared: Weak<Inner>, generation: u64) -> Result<Connection, Status> {
     let Some(this) = shared.upgrade() else {
         return Err(Status::cancelled("the channel was dropped"));
     };
@@ -94,7 +100,11 @@ pub(super) async fn connect(
     });
     // The receiver is gone only if the keep-alive task already ended.
     let _ = abort_tx.send(task.abort_handle());
-    Ok((generation, sender))
+    Ok(Connection {
+        generation,
+        sender,
+        task: task.abort_handle(),
+    })
 }
 
 /// Pings every `interval`; a ping unanswered within `timeout` aborts the

@@ -4,7 +4,8 @@
 //! tower `Service` of HTTP requests, as tonic's own `Channel` is): one
 //! HTTP/2 connection to one address, made on the first call, shared by
 //! every call, and made again on the next call after it is lost (closed by
-//! the server, broken, or silent past its keep-alive). TCP and TLS (rustls,
+//! the server, broken, silent past its keep-alive, or closed by
+//! [`H2Channel::disconnect`]). TCP and TLS (rustls,
 //! ALPN `h2`) are its own, and so are the connect timeout and the
 //! keep-alive pings.
 //!
@@ -51,7 +52,7 @@ use tower::Service;
 
 pub use body::H2Body;
 use body::Pipe;
-use connect::connect;
+use connect::{Connection, connect};
 
 /// What a request hands h2 without waiting for send capacity: HTTP/2's
 /// initial window, which covers any unary message the services take (their
@@ -125,14 +126,14 @@ struct Inner {
     state: Mutex<State>,
 }
 
-type Connecting = Shared<BoxFuture<'static, Result<(u64, SendRequest<Bytes>), Status>>>;
+type Connecting = Shared<BoxFuture<'static, Result<Connection, Status>>>;
 
 /// The channel's connection: ready, being made, or neither.
 #[derive(Default)]
 struct State {
     /// Numbers the connections, so that a lost one clears only itself.
     generation: u64,
-    ready: Option<(u64, SendRequest<Bytes>)>,
+    ready: Option<Connection>,
     connecting: Option<Connecting>,
 }
 
@@ -172,6 +173,18 @@ impl H2Channel {
     pub fn is_connected(&self) -> bool {
         self.shared.state().ready.is_some()
     }
+
+    /// Closes the connection, if any; the next call makes a new one. For a
+    /// connection believed dead before its keep-alive finds out (a health
+    /// check unanswered): a new connection is dialled at once, where one
+    /// through a partition that healed would wait out TCP's retransmission
+    /// back-off. Calls in flight on it fail with UNAVAILABLE.
+    pub fn disconnect(&self) {
+        if let Some(connection) = self.shared.state().ready.take() {
+            tracing::debug!(server = %self.shared.addr, generation = connection.generation, "connection closed: believed dead");
+            connection.task.abort();
+        }
+    }
 }
 
 impl Inner {
@@ -184,7 +197,7 @@ impl Inner {
 
     /// The connection's sender, connecting first if there is none; calls
     /// that arrive while a connection is being made wait for that one.
-    async fn sender(self: &Arc<Self>) -> Result<(u64, SendRequest<Bytes>), Status> {
+    async fn sender(self: &Arc<Self>) -> Result<Connection, Status> {
         let connecting = {
             let mut state = self.state();
             if let Some(ready) = &state.ready {
@@ -220,7 +233,11 @@ impl Inner {
     /// Forgets connection `generation`, if it is still the current one.
     fn lost(&self, generation: u64) {
         let mut state = self.state();
-        if state.ready.as_ref().is_some_and(|(g, _)| *g == generation) {
+        if state
+            .ready
+            .as_ref()
+            .is_some_and(|ready| ready.generation == generation)
+        {
             state.ready = None;
         }
     }
@@ -251,14 +268,17 @@ impl Inner {
     /// (GOAWAY, closed) fails `ready` before anything is sent: then once
     /// more on a new connection.
     async fn ready_sender(self: &Arc<Self>) -> Result<SendRequest<Bytes>, Status> {
-        let (generation, sender) = self.sender().await?;
+        let Connection {
+            generation, sender, ..
+        } = self.sender().await?;
         match sender.ready().await {
             Ok(ready) => Ok(ready),
             Err(err) => {
                 tracing::debug!(server = %self.addr, error = %err, "connection gone: connecting again");
                 self.lost(generation);
-                let (_, sender) = self.sender().await?;
-                sender
+                self.sender()
+                    .await?
+                    .sender
                     .ready()
                     .await
                     .map_err(|err| status_of(self.addr, err))

@@ -327,3 +327,39 @@ async fn a_calls_headers_and_message_leave_in_one_write() {
         "HEADERS and DATA (END_STREAM) in the same read"
     );
 }
+
+#[tokio::test]
+async fn a_connection_believed_dead_is_closed_and_the_next_call_dials_anew() {
+    // Reads everything, answers nothing; says when its peer closed.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    let silent = tokio::spawn(async move {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut sink = [0; 4096];
+        while socket.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        let _ = closed_tx.send(());
+        // A second connection is the next call's: held open, unanswered.
+        let _second = listener.accept().await;
+        std::future::pending::<()>().await;
+    });
+    let mut channel = H2Channel::lazy(addr, settings());
+    let unanswered =
+        tokio::time::timeout(Duration::from_millis(200), call(&mut channel, b"x")).await;
+    assert!(unanswered.is_err(), "the server never answers");
+    assert!(channel.is_connected());
+
+    channel.disconnect();
+
+    assert!(!channel.is_connected());
+    tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the server saw the connection close")
+        .expect("reported");
+    let next = tokio::time::timeout(Duration::from_millis(200), call(&mut channel, b"y")).await;
+    assert!(next.is_err(), "still no answer, on a new connection");
+    assert!(channel.is_connected());
+    silent.abort();
+}

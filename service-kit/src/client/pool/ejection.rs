@@ -146,7 +146,8 @@ impl<C> ReplicaPool<C> {
     /// Swaps the replicas out of rotation for spares, if any, then
     /// health-checks every replica out of rotation whose ejection is over,
     /// all at once, and puts back those that answer SERVING within
-    /// `timeout` (on probation if they were ejected). When no replica is in
+    /// `timeout` (on probation if they were ejected); a check not answered
+    /// in time closes its connection (see [`crate::client::H2Channel::disconnect`]). When no replica is in
     /// rotation, every one is checked, its ejection over or not: ejection
     /// prefers the replicas that serve well, and there are none, so one
     /// that answers is worth a probation call (one at a time) rather than
@@ -166,7 +167,13 @@ impl<C> ReplicaPool<C> {
             let check = health.check(HealthCheckRequest {
                 service: String::new(),
             });
-            if let Ok(Ok(response)) = tokio::time::timeout(timeout, check).await
+            let answer = tokio::time::timeout(timeout, check).await;
+            if answer.is_err() {
+                // Unanswered, as a keep-alive ping can be: the connection
+                // is believed dead, and the next probe dials a new one.
+                member.channel.disconnect();
+            }
+            if let Ok(Ok(response)) = answer
                 && response.into_inner().status() == ServingStatus::Serving
             {
                 // After an ejection, one call at a time until one succeeds.

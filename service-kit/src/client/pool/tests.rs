@@ -342,3 +342,31 @@ async fn with_none_in_rotation_replicas_are_probed_before_their_ejection_is_over
         assert!(member(addr).on_probation.load(Ordering::Relaxed));
     }
 }
+
+#[tokio::test]
+async fn a_health_check_unanswered_closes_its_connection() {
+    // Accepts and reads, never answers: a replica behind a partition.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let pool = pool();
+    pool.update(&[addr].into_iter().collect());
+    let member = pool.snapshot()[0].clone();
+    pool.eject(&member);
+
+    pool.probe_down(Duration::from_millis(200)).await;
+
+    assert!(member.is_down());
+    assert!(
+        !member.channel.is_connected(),
+        "the next probe dials a new connection"
+    );
+    held.abort();
+}
