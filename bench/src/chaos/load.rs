@@ -8,7 +8,7 @@ use std::{
     path::Path,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -133,6 +133,9 @@ enum Outcome {
 pub struct Recorder {
     started: Instant,
     seconds: Mutex<Vec<Second>>,
+    /// Events past the last second, not recorded (a run that outlasted
+    /// its room: the report says so).
+    dropped: AtomicU64,
 }
 
 impl Recorder {
@@ -141,6 +144,7 @@ impl Recorder {
         Self {
             started: Instant::now(),
             seconds: Mutex::new(vec![Second::default(); seconds]),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -154,6 +158,7 @@ impl Recorder {
         let second = began.duration_since(self.started).as_secs() as usize;
         let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
         let Some(second) = seconds.get_mut(second) else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let tally = if page {
@@ -168,6 +173,11 @@ impl Recorder {
         }
         tally.latency.record(latency);
         tally.max = tally.max.max(latency);
+    }
+
+    /// The events that came past the last second.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The seconds recorded so far.

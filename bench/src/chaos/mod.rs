@@ -3,13 +3,15 @@
 //! replicas and a marketplace with mutual TLS, a live catalog and a hosts
 //! file ([`fleet`]), under steady load of pages and Recommend calls
 //! ([`load`]), through a schedule of faults alone and overlapping
-//! ([`schedule`]); then the report with its targets checked ([`report`]).
+//! ([`schedule`]); then the report with its targets checked ([`report`])
+//! and its timeline ([`chart`]).
 //!
 //! The run is two processes. The outer one makes the namespaces, runs the
 //! inner one in the hub namespace (so that every packet of the run stays
 //! in namespaces it made), and removes everything when the inner one ends,
 //! whether it passed, failed, or was interrupted (SIGINT, SIGTERM).
 
+pub mod chart;
 pub mod fleet;
 pub mod hosts;
 pub mod load;
@@ -31,7 +33,7 @@ use clap::Parser;
 use fleet::Fleet;
 use hosts::Hosts;
 use load::Recorder;
-use report::{Footprints, Window};
+use report::{Life, Window};
 
 /// Faults injected into the release binaries on namespaced hosts, under
 /// load; the report's targets are checked, and a missed one fails the run.
@@ -46,8 +48,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1800)]
     pub duration: u64,
     /// Recommendations replicas (one more is added and removed by a fault).
-    #[arg(long, default_value_t = 3)]
-    pub replicas: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=16))]
+    pub replicas: u8,
     /// Page loops and Recommend call loops, each one request at a time.
     #[arg(long, default_value_t = 16)]
     pub page_loops: usize,
@@ -83,7 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for stale in hosts::remove_stale()? {
         eprintln!("chaos: removed {stale}, left by a run that was killed");
     }
-    let hosts = Hosts::create(args.replicas + 1)?;
+    let hosts = Hosts::create(usize::from(args.replicas) + 1)?;
     let me = std::env::current_exe().context("finding this binary")?;
     let mut command = tokio::process::Command::new("ip");
     command
@@ -139,6 +141,16 @@ async fn inner(args: Args, prefix: &str) -> anyhow::Result<()> {
     }
 }
 
+/// How the faults are paced: held `scale` times their base length, `gap`
+/// seconds of quiet after each; they start until `faults_until` (a quick
+/// run: one round, whatever the time).
+struct Pace {
+    scale: f64,
+    gap: f64,
+    faults_until: f64,
+    quick: bool,
+}
+
 async fn chaos(args: &Args, prefix: &str) -> anyhow::Result<()> {
     let binaries = match &args.binaries {
         Some(dir) => dir.clone(),
@@ -147,37 +159,35 @@ async fn chaos(args: &Args, prefix: &str) -> anyhow::Result<()> {
             .context("this binary's directory")?
             .to_owned(),
     };
+    let replicas = usize::from(args.replicas);
     let (scale, gap, baseline) = if args.quick {
         (1.0, 6.0, 15.0)
     } else {
         (3.0, 20.0, 60.0)
     };
-    let steps = schedule::schedule(args.replicas);
-    let round: f64 = steps.iter().map(|s| s.length * scale + gap + 4.0).sum();
-    let rounds = if args.quick {
-        1
-    } else {
-        ((args.duration as f64 / round).ceil() as usize).max(1)
+    let pace = Pace {
+        scale,
+        gap,
+        faults_until: baseline
+            + if args.quick {
+                0.0
+            } else {
+                args.duration as f64
+            },
+        quick: args.quick,
     };
-    let hosts = Hosts::attach(prefix, args.replicas + 1);
-    let mut fleet = Fleet::start(
-        hosts,
-        args.replicas + 1,
-        args.replicas,
-        &binaries,
-        &args.out,
-    )
-    .await?;
-    let recorder = Arc::new(Recorder::new(
-        (baseline + round * rounds as f64 * 2.0) as usize + 300,
-    ));
+    let steps = schedule::schedule(replicas);
+    // Room for a last round begun just before `faults_until` (each step's
+    // faults, restarts and gap, generously) and the stop.
+    let round: f64 = steps.iter().map(|s| s.length * scale + gap + 30.0).sum();
+    let hosts = Hosts::attach(prefix, replicas + 1);
+    let mut fleet = Fleet::start(hosts, replicas + 1, replicas, &binaries, &args.out).await?;
+    let recorder = Arc::new(Recorder::new((pace.faults_until + round) as usize + 60));
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = load::pages(recorder.clone(), args.page_loops, stop.clone())?;
     tasks.extend(load::calls(recorder.clone(), args.call_loops, stop.clone(), &args.out).await?);
 
     tokio::time::sleep(Duration::from_secs_f64(baseline)).await;
-    let first: Vec<_> = fleet.footprints();
-    let mut windows: Vec<Window> = Vec::new();
     let baseline_window = Window {
         name: "baseline".to_owned(),
         start: 0.0,
@@ -186,73 +196,36 @@ async fn chaos(args: &Args, prefix: &str) -> anyhow::Result<()> {
         calls_may_fail: false,
         every_replica_cut: false,
     };
-    for round in 0..rounds {
-        for step in &steps {
-            let start = recorder.now();
-            eprintln!(
-                "chaos: {:>6.1} s  round {}  {}",
-                start,
-                round + 1,
-                step.name
-            );
-            for fault in &step.faults {
-                schedule::begin(&mut fleet, fault, args.replicas).await?;
-            }
-            tokio::time::sleep(Duration::from_secs_f64(step.length * scale)).await;
-            for fault in &step.faults {
-                schedule::end(&mut fleet, fault).await?;
-            }
-            let end = recorder.now();
-            if let Some(last) = windows.last_mut() {
-                last.gap_end = start;
-            }
-            windows.push(Window {
-                name: step.name.to_owned(),
-                start,
-                end,
-                gap_end: end + gap,
-                calls_may_fail: step.calls_may_fail,
-                every_replica_cut: step.every_replica_cut,
-            });
-            tokio::time::sleep(Duration::from_secs_f64(gap)).await;
-        }
-    }
+    let (windows, lives, rounds) = inject(&mut fleet, &recorder, &steps, &pace, replicas).await?;
     let length = recorder.now();
-    if let Some(last) = windows.last_mut() {
-        last.gap_end = length;
-    }
-    let last = fleet.footprints();
-    let footprints: Footprints = first
-        .into_iter()
-        .map(|(name, start)| {
-            let end = last.iter().find(|(n, _)| *n == name).map(|(_, f)| *f);
-            (name, start, end)
-        })
-        .collect();
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     }
     let seconds = recorder.seconds();
     let seconds = &seconds[..(length.ceil() as usize).min(seconds.len())];
-    let targets = report::targets(seconds, &baseline_window, &windows, &footprints);
+    let targets = report::targets(
+        seconds,
+        recorder.dropped(),
+        &baseline_window,
+        &windows,
+        &lives,
+    );
     let setup = format!(
-        "{} replicas of recommendations and a marketplace, each on a host of its own (network namespaces joined by veth pairs), with mutual TLS, a catalog file and a hosts file read live; {} page loops and {} Recommend call loops (the marketplace's client), one request at a time each; {} round(s) of the schedule, faults held {scale}× their base length, {gap} s quiet after each; {length:.0} s in all{}.",
-        args.replicas,
+        "{replicas} replicas of recommendations and a marketplace, each on a host of its own (network namespaces joined by veth pairs), with mutual TLS, a catalog file and a hosts file read live; {} page loops and {} Recommend call loops (the marketplace's client), one request at a time each; {rounds} round(s) of the schedule, faults held {scale}× their base length, {gap} s quiet after each; {length:.0} s in all{}.",
         args.page_loops,
         args.call_loops,
-        rounds,
         if args.quick { " (`--quick`)" } else { "" }
     );
     let md = report::markdown(
         seconds,
         &baseline_window,
         &windows,
-        &footprints,
+        &lives,
         &targets,
         &setup,
     );
-    let svg = report::chart(seconds, &windows, length);
+    let svg = chart::chart(seconds, &windows, length);
     write(&args.out, &md, &svg)?;
     if args.docs {
         write(Path::new("docs/benchmarks"), &md, &svg)?;
@@ -267,6 +240,57 @@ async fn chaos(args: &Args, prefix: &str) -> anyhow::Result<()> {
     }
     eprintln!("chaos: {} targets met", targets.len());
     Ok(())
+}
+
+/// Runs the schedule's steps, round after round, until `pace` says stop:
+/// the fault windows, each process's footprints (sampled at each step and
+/// at the end), and how many rounds began.
+async fn inject(
+    fleet: &mut Fleet,
+    recorder: &Recorder,
+    steps: &[schedule::Step],
+    pace: &Pace,
+    replicas: usize,
+) -> anyhow::Result<(Vec<Window>, Vec<Life>, usize)> {
+    let mut windows: Vec<Window> = Vec::new();
+    let mut lives: Vec<Life> = Vec::new();
+    let mut rounds = 0;
+    'rounds: while rounds == 0 || (!pace.quick && recorder.now() < pace.faults_until) {
+        rounds += 1;
+        for step in steps {
+            if rounds > 1 && recorder.now() >= pace.faults_until {
+                break 'rounds;
+            }
+            report::sample(&mut lives, fleet.footprints(), false);
+            let start = recorder.now();
+            eprintln!("chaos: {start:>6.1} s  round {rounds}  {}", step.name);
+            for fault in &step.faults {
+                schedule::begin(fleet, fault, replicas).await?;
+            }
+            tokio::time::sleep(Duration::from_secs_f64(step.length * pace.scale)).await;
+            for fault in &step.faults {
+                schedule::end(fleet, fault).await?;
+            }
+            let end = recorder.now();
+            if let Some(last) = windows.last_mut() {
+                last.gap_end = start;
+            }
+            windows.push(Window {
+                name: step.name.to_owned(),
+                start,
+                end,
+                gap_end: end + pace.gap,
+                calls_may_fail: step.calls_may_fail,
+                every_replica_cut: step.every_replica_cut,
+            });
+            tokio::time::sleep(Duration::from_secs_f64(pace.gap)).await;
+        }
+    }
+    if let Some(last) = windows.last_mut() {
+        last.gap_end = recorder.now();
+    }
+    report::sample(&mut lives, fleet.footprints(), true);
+    Ok((windows, lives, rounds))
 }
 
 fn write(dir: &Path, md: &str, svg: &str) -> anyhow::Result<()> {

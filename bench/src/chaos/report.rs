@@ -1,8 +1,8 @@
 //! The chaos run's report: per window (the baseline, each fault, and the
 //! quiet gap after it) pages and calls served, degraded and failed, with
 //! p50/p99; the time to recover after each fault; each process's memory
-//! and open files at start and end; the targets, checked; and a timeline
-//! chart (SVG) of pages per second with the fault windows shaded.
+//! and open files, first and last seen; the targets, checked. The
+//! timeline chart is [`super::chart`].
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -37,8 +37,41 @@ pub struct Target {
     pub met: bool,
 }
 
-/// Each process's footprint at the end of the baseline and at the end.
-pub type Footprints = Vec<(String, Footprint, Option<Footprint>)>;
+/// One process's life (a replica restarted is a new one): its footprint
+/// when first and last sampled, how many times, and whether it ran to the
+/// end of the run.
+#[derive(Clone, Debug)]
+pub struct Life {
+    pub name: String,
+    pub first: Footprint,
+    pub last: Footprint,
+    pub samples: usize,
+    pub to_the_end: bool,
+}
+
+/// Samples the lives still running, `at_end` of the run or not.
+pub fn sample(lives: &mut Vec<Life>, running: Vec<(String, Footprint)>, at_end: bool) {
+    for (name, footprint) in running {
+        match lives.iter_mut().find(|life| life.name == name) {
+            Some(life) => {
+                life.last = footprint;
+                life.samples += 1;
+                life.to_the_end = at_end;
+            }
+            None => lives.push(Life {
+                name,
+                first: footprint,
+                last: footprint,
+                samples: 1,
+                to_the_end: at_end,
+            }),
+        }
+    }
+}
+
+/// The samples a life needs for its footprint to be judged: a replica
+/// sampled once or twice was killed or restarted before it saw much load.
+const JUDGED_AFTER: usize = 3;
 
 fn tally(seconds: &[Second], from: usize, to: usize, pages: bool) -> Tally {
     let mut total = Tally::default();
@@ -87,9 +120,10 @@ fn mib(bytes: u64) -> String {
 /// Checks the targets.
 pub fn targets(
     seconds: &[Second],
+    dropped: u64,
     baseline: &Window,
     windows: &[Window],
-    footprints: &Footprints,
+    lives: &[Life],
 ) -> Vec<Target> {
     let mut targets = Vec::new();
     let mut check = |what: String, measured: String, met: bool| {
@@ -99,6 +133,11 @@ pub fn targets(
             met,
         })
     };
+    check(
+        "every request recorded (the recorder holds the whole run)".to_owned(),
+        format!("{dropped} past its end"),
+        dropped == 0,
+    );
     let all_pages = tally(seconds, 0, seconds.len(), true);
     check(
         "every page answered 200, through every fault".to_owned(),
@@ -162,19 +201,19 @@ pub fn targets(
             );
         }
     }
-    for (name, start, end) in footprints {
-        let Some(end) = end else { continue };
+    for life in lives.iter().filter(|life| life.samples >= JUDGED_AFTER) {
+        let (first, last) = (life.first, life.last);
         check(
-            format!("{name}: memory and open files flat"),
+            format!("{}: memory and open files flat", life.name),
             format!(
                 "{} → {} MiB, {} → {} files",
-                mib(start.rss),
-                mib(end.rss),
-                start.open_files,
-                end.open_files
+                mib(first.rss),
+                mib(last.rss),
+                first.open_files,
+                last.open_files
             ),
-            end.rss <= start.rss + start.rss / 2 + (16 << 20)
-                && end.open_files <= start.open_files + 64,
+            last.rss <= first.rss + first.rss / 2 + (16 << 20)
+                && last.open_files <= first.open_files + 64,
         );
     }
     targets
@@ -185,7 +224,7 @@ pub fn markdown(
     seconds: &[Second],
     baseline: &Window,
     windows: &[Window],
-    footprints: &Footprints,
+    lives: &[Life],
     targets: &[Target],
     setup: &str,
 ) -> String {
@@ -253,88 +292,22 @@ pub fn markdown(
     }
     let _ = writeln!(
         md,
-        "\n## Processes\n\nResident memory and open files after the baseline and at the end (replicas restarted by a fault are new processes, shown by life: `replica2.3` is replica 2's third).\n\n| Process | RSS start (MiB) | RSS end (MiB) | Files start | Files end |\n| --- | --- | --- | --- | --- |"
+        "\n## Processes\n\nResident memory and open files of each process, sampled as each fault begins and at the end: first and last seen. A replica restarted by a fault is a new process (`replica2.3` is replica 2's third life); a life sampled {JUDGED_AFTER} times or more is judged flat or not.\n\n| Process | Samples | RSS first (MiB) | RSS last (MiB) | Files first | Files last | Ran to the end |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
-    for (name, start, end) in footprints {
-        let (rss, files) = end.map_or(("exited".to_owned(), String::new()), |end| {
-            (mib(end.rss), end.open_files.to_string())
-        });
+    for life in lives {
         let _ = writeln!(
             md,
-            "| {name} | {} | {rss} | {} | {files} |",
-            mib(start.rss),
-            start.open_files
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            life.name,
+            life.samples,
+            mib(life.first.rss),
+            mib(life.last.rss),
+            life.first.open_files,
+            life.last.open_files,
+            if life.to_the_end { "yes" } else { "no" }
         );
     }
     md
-}
-
-/// The timeline: pages per second (full, and degraded stacked above), and
-/// the fault windows shaded and numbered.
-pub fn chart(seconds: &[Second], windows: &[Window], length: f64) -> String {
-    const WIDTH: f64 = 960.0;
-    const HEIGHT: f64 = 280.0;
-    const LEFT: f64 = 56.0;
-    const TOP: f64 = 30.0;
-    const PLOT_H: f64 = HEIGHT - TOP - 40.0;
-    let plot_w = WIDTH - LEFT - 16.0;
-    let used = (length.ceil() as usize).min(seconds.len()).max(1);
-    let peak = seconds[..used]
-        .iter()
-        .map(|s| s.pages.total())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let x = |t: f64| LEFT + plot_w * t / used as f64;
-    let y = |rate: f64| TOP + PLOT_H * (1.0 - rate / peak);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="system-ui, sans-serif" font-size="11" role="img" aria-labelledby="title">
-<title id="title">Pages per second through the chaos run, fault windows shaded</title>
-<rect width="100%" height="100%" fill="#ffffff"/>
-<text x="{LEFT}" y="16">Pages per second: <tspan fill="#1f5fa8">full</tspan>, <tspan fill="#e08a00">degraded</tspan>, <tspan fill="#c62828">failed</tspan>; shaded: fault windows (numbers as in the table)</text>"##
-    );
-    for (index, window) in windows.iter().enumerate() {
-        let (x0, x1) = (x(window.start), x(window.end.max(window.start + 0.5)));
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{x0:.1}" y="{TOP}" width="{:.1}" height="{PLOT_H}" fill="#d9dee4"/><text x="{x0:.1}" y="{:.1}" fill="#555">{}</text>"##,
-            x1 - x0,
-            TOP + PLOT_H + 12.0,
-            index + 1
-        );
-    }
-    let line = |value: fn(&Second) -> f64| -> String {
-        (0..used)
-            .map(|s| format!("{:.1},{:.1}", x(s as f64 + 0.5), y(value(&seconds[s]))))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    for (colour, value) in [
-        (
-            "#e08a00",
-            (|s: &Second| s.pages.total() as f64) as fn(&Second) -> f64,
-        ),
-        ("#1f5fa8", |s: &Second| s.pages.ok as f64),
-        ("#c62828", |s: &Second| s.pages.failed as f64),
-    ] {
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.2" points="{}"/>"#,
-            line(value)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r##"<text x="4" y="{:.1}">{peak:.0}/s</text><text x="4" y="{:.1}">0</text><text x="{:.1}" y="{:.1}">{used} s</text>
-</svg>"##,
-        TOP + 4.0,
-        TOP + PLOT_H,
-        WIDTH - 60.0,
-        HEIGHT - 8.0
-    );
-    svg
 }
 
 #[cfg(test)]
