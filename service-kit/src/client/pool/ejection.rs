@@ -42,6 +42,24 @@ impl Ejection {
         let doublings = count.saturating_sub(1).min(30);
         self.base.saturating_mul(1 << doublings).min(self.max)
     }
+
+    /// The consecutive ejections still counted, of `count`, after a replica
+    /// served well for `served`: each is paid back by serving well for as
+    /// long as it lasted, the latest first, and `max` pays back all. So a
+    /// replica that fails now and then, between long spells of good
+    /// service, is not held out for ever longer (as Envoy lowers its
+    /// ejection multiplier while a host stays healthy), while one that
+    /// fails each call it is given goes on doubling.
+    pub fn paid_back(&self, mut count: u32, mut served: Duration) -> u32 {
+        if served >= self.max {
+            return 0;
+        }
+        while count > 0 && served >= self.length(count) {
+            served -= self.length(count);
+            count -= 1;
+        }
+        count
+    }
 }
 
 impl<C> Member<C> {
@@ -65,11 +83,10 @@ impl<C> ReplicaPool<C> {
                 // Already out: another call in flight to it failed too.
                 return;
             }
-            if ejections
-                .back_since
-                .is_some_and(|since| now.duration_since(since) >= self.ejection.max)
-            {
-                ejections.count = 0;
+            if let Some(since) = ejections.back_since {
+                ejections.count = self
+                    .ejection
+                    .paid_back(ejections.count, now.duration_since(since));
             }
             ejections.count = ejections.count.saturating_add(1);
             let length = self.ejection.length(ejections.count);

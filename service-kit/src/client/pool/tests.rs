@@ -243,6 +243,23 @@ fn each_consecutive_ejection_is_twice_as_long_up_to_the_maximum() {
     assert_eq!(ejection.length(u32::MAX), Duration::from_secs(60));
 }
 
+#[test]
+fn serving_well_pays_back_each_ejection_for_as_long_as_it_lasted() {
+    let ejection = Ejection {
+        base: Duration::from_secs(2),
+        max: Duration::from_secs(60),
+    };
+    let paid = |count, served| ejection.paid_back(count, Duration::from_secs(served));
+
+    // Three ejections: 2 s, 4 s, 8 s; the last is paid back first.
+    assert_eq!(paid(3, 7), 3);
+    assert_eq!(paid(3, 8), 2);
+    assert_eq!(paid(3, 12), 1);
+    assert_eq!(paid(3, 14), 0);
+    assert_eq!(paid(30, 59), 30, "a maximum-length ejection is not paid yet");
+    assert_eq!(paid(30, 60), 0, "the maximum pays back all");
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_ejected_replica_is_not_probed_before_its_time_then_is_on_probation() {
     // Nothing listens: health checks fail, so state only changes by the
