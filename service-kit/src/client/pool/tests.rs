@@ -256,7 +256,11 @@ fn serving_well_pays_back_each_ejection_for_as_long_as_it_lasted() {
     assert_eq!(paid(3, 8), 2);
     assert_eq!(paid(3, 12), 1);
     assert_eq!(paid(3, 14), 0);
-    assert_eq!(paid(30, 59), 30, "a maximum-length ejection is not paid yet");
+    assert_eq!(
+        paid(30, 59),
+        30,
+        "a maximum-length ejection is not paid yet"
+    );
     assert_eq!(paid(30, 60), 0, "the maximum pays back all");
 }
 
