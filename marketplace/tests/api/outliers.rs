@@ -1,6 +1,7 @@
 //! Replicas that fail where it matters: one that answers health at once but
 //! Recommend only after the deadline (outlier ejection with back-off, no
-//! retry without time left), and all of them sick (the retry budget).
+//! retry without time left), one slow but in time (passed over while its
+//! calls pile up), and all of them sick (the retry budget).
 
 use std::{
     net::SocketAddr,
@@ -180,6 +181,44 @@ async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
     // would have been cancelled at once).
     let metrics = admin_get(admin, "/metrics").await;
     assert!(!metrics.contains(r#"code="CANCELLED""#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_slow_but_in_time_gets_few_calls_while_they_pile_up_on_it() {
+    let healthy = Upstream::start_on(SocketAddr::from(([127, 0, 0, 2], 0)), None).await;
+    let port = healthy.addr.port();
+    let slow_addr = SocketAddr::from(([127, 0, 0, 3], port));
+    // Half the test's deadline: never ejected, only slow.
+    let slow_calls = fake(slow_addr, Behaviour::Slow(Duration::from_millis(50))).await;
+    let hosts = HostsFile::new(NAME, [healthy.addr, slow_addr]);
+    let (router, _) = marketplace(&hosts, port).await;
+
+    let pages = load(&router, 8, Duration::from_secs(2)).await;
+
+    let slow_calls = slow_calls.load(Ordering::Relaxed) as usize;
+    let degraded = pages.iter().filter(|(_, ok)| !ok).count();
+    eprintln!(
+        "{} pages, {degraded} degraded; the slow replica got {slow_calls} calls",
+        pages.len()
+    );
+    assert!(
+        pages.len() >= 1_000,
+        "too few pages to judge: {}",
+        pages.len()
+    );
+    // Round-robin would give it every other call, and every other page its
+    // pace. Here it gets what keeps its calls in flight no more than the
+    // other's: about 5 % on an idle machine.
+    assert!(
+        slow_calls * 5 <= pages.len(),
+        "the slow replica got {slow_calls} calls of {} pages (over 20 %)",
+        pages.len()
+    );
+    assert!(
+        degraded * 1000 <= pages.len(),
+        "{degraded} of {} pages degraded (over 0.1 %)",
+        pages.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

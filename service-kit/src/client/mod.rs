@@ -5,8 +5,8 @@
 //!   discovery, one layered channel per replica, the pool, retries and
 //!   per-replica metrics, behind one `call`;
 //! - [`discovery`]: the replicas' addresses, from DNS or a hosts file;
-//! - [`pool`]: one channel per replica, round-robin, outlier ejection,
-//!   health checks and spares ([`ReplicaPool`]);
+//! - [`pool`]: one channel per replica, the less busy of the next two,
+//!   outlier ejection, health checks and spares ([`ReplicaPool`]);
 //! - [`retry`]: at most one more attempt on another replica, for calls that
 //!   may run twice, within the deadline and the [`retry_budget`];
 //! - [`replica_metrics`]: calls by replica and status, replicas by state;

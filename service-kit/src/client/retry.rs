@@ -154,7 +154,9 @@ impl<C: Clone> ReplicaPool<C> {
         F: Fn(&Member<C>, Attempt) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
+        let in_flight = member.call_starts();
         let result = attempt(member, this).await;
+        drop(in_flight);
         if result.is_ok() {
             self.answered(member);
         }

@@ -3,9 +3,9 @@
 //! A gRPC channel is one long-lived HTTP/2 connection, so one channel to a
 //! Service name would send every call to whichever replica it connected to.
 //! The [`ReplicaPool`] instead holds one lazily connected channel per replica
-//! address that [`super::discovery`] finds, picks them round-robin, and takes a
-//! replica that failed out of rotation until it answers a health check
-//! again. A call that fails for its replica's sake runs once more on
+//! address that [`super::discovery`] finds, gives each call the less busy of
+//! the next two in round-robin order ([`pick`]), and takes a replica that
+//! failed out of rotation until it answers a health check again. A call that fails for its replica's sake runs once more on
 //! another, if it may run twice and the retry budget allows ([`super::retry`]).
 //!
 //! Taking a replica out is outlier ejection with back-off, as Envoy does
@@ -36,12 +36,14 @@
 //! replicas that answered.
 
 mod ejection;
+mod pick;
 #[cfg(test)]
 pub(crate) mod tests;
 mod unsent;
 
 pub use ejection::Ejection;
 use ejection::Ejections;
+pub use pick::Picked;
 use unsent::Unsent;
 
 use std::{
@@ -71,6 +73,8 @@ pub struct Member<C> {
     on_probation: AtomicBool,
     /// A probation call is in flight (one at a time).
     probing: AtomicBool,
+    /// Calls in flight to it (see [`pick`]).
+    in_flight: AtomicUsize,
     ejections: Mutex<Ejections>,
 }
 
@@ -91,31 +95,6 @@ pub struct Census {
     pub out_of_rotation: usize,
     /// Addresses listed beyond the cap, waiting to replace a member.
     pub spare: usize,
-}
-
-/// A replica picked for a call. A probation call holds the replica's only
-/// probation slot until this is dropped.
-#[derive(Debug)]
-pub struct Picked<C> {
-    /// The replica.
-    pub member: Arc<Member<C>>,
-    probation: bool,
-}
-
-impl<C> std::ops::Deref for Picked<C> {
-    type Target = Member<C>;
-
-    fn deref(&self) -> &Member<C> {
-        &self.member
-    }
-}
-
-impl<C> Drop for Picked<C> {
-    fn drop(&mut self) {
-        if self.probation {
-            self.member.probing.store(false, Ordering::Release);
-        }
-    }
 }
 
 /// Makes the channel and client of a newly found replica.
@@ -194,6 +173,7 @@ impl<C> ReplicaPool<C> {
             down: AtomicBool::new(down),
             on_probation: AtomicBool::new(false),
             probing: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             ejections: Mutex::default(),
         })
     }
@@ -333,36 +313,6 @@ impl<C> ReplicaPool<C> {
             self.replace_members(members);
         }
         left
-    }
-
-    /// The next replica in rotation, other than `avoid`; one on probation
-    /// only if no probation call is in flight to it. None when no replica
-    /// can take the call: the caller fails it at once (see [`unsent`]).
-    pub fn pick(&self, avoid: Option<SocketAddr>) -> Option<Picked<C>> {
-        let members = self.snapshot();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let candidates = (0..members.len())
-            .map(|i| &members[(start + i) % members.len()])
-            .filter(|m| Some(m.addr) != avoid && !m.is_down());
-        for member in candidates {
-            if !member.on_probation.load(Ordering::Relaxed) {
-                return Some(Picked {
-                    member: member.clone(),
-                    probation: false,
-                });
-            }
-            if member
-                .probing
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return Some(Picked {
-                    member: member.clone(),
-                    probation: true,
-                });
-            }
-        }
-        None
     }
 }
 
