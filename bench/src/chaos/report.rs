@@ -160,13 +160,14 @@ pub fn targets(
         // Numbered as in the windows table: a full run repeats each fault.
         let name = format!("#{} {}", number + 1, window.name);
         let ((from, to), (_, gap_to)) = spans(window);
+        let recovered = recovery(seconds, window);
         check(
             format!("{name}: clean again within {MAX_RECOVERY:?}"),
-            match recovery(seconds, window) {
+            match recovered {
                 Some(took) => format!("{:.1} s", took.as_secs_f64()),
                 None => "not before the next fault".to_owned(),
             },
-            recovery(seconds, window).is_some_and(|took| took <= MAX_RECOVERY),
+            recovered.is_some_and(|took| took <= MAX_RECOVERY),
         );
         if !window.calls_may_fail {
             let failed = tally(seconds, from, gap_to, false).failed;

@@ -142,14 +142,41 @@ async fn load(router: &Router, workers: usize, run: Duration) -> Vec<(Duration, 
     pages
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
+/// A real replica on 127.0.0.2 and a fake one on 127.0.0.3 (same port)
+/// answering Recommend after `delay`, behind one name; the fake's count of
+/// calls, the hosts file, and a marketplace over both.
+async fn healthy_and_slow(
+    delay: Duration,
+) -> (Upstream, Arc<AtomicU64>, HostsFile, (Router, SocketAddr)) {
     let healthy = Upstream::start_on(SocketAddr::from(([127, 0, 0, 2], 0)), None).await;
     let port = healthy.addr.port();
     let slow_addr = SocketAddr::from(([127, 0, 0, 3], port));
-    let slow_calls = fake(slow_addr, Behaviour::Slow(Duration::from_secs(5))).await;
+    let slow_calls = fake(slow_addr, Behaviour::Slow(delay)).await;
     let hosts = HostsFile::new(NAME, [healthy.addr, slow_addr]);
-    let (router, admin) = marketplace(&hosts, port).await;
+    let marketplace = marketplace(&hosts, port).await;
+    (healthy, slow_calls, hosts, marketplace)
+}
+
+/// Asserts enough pages to judge (1,000), and at most 0.1 % of them
+/// degraded (`false`).
+fn assert_at_most_one_in_a_thousand_degraded(pages: &[bool]) {
+    assert!(
+        pages.len() >= 1_000,
+        "too few pages to judge: {}",
+        pages.len()
+    );
+    let degraded = pages.iter().filter(|ok| !**ok).count();
+    assert!(
+        degraded * 1000 <= pages.len(),
+        "{degraded} of {} pages degraded (over 0.1 %)",
+        pages.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
+    let (_healthy, slow_calls, _hosts, (router, admin)) =
+        healthy_and_slow(Duration::from_secs(5)).await;
 
     let pages = load(&router, 4, Duration::from_secs(8)).await;
 
@@ -160,23 +187,14 @@ async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
         .filter(|(at, _)| *at >= Duration::from_secs(1))
         .map(|(_, ok)| *ok)
         .collect();
-    let degraded = settled.iter().filter(|ok| !**ok).count();
     eprintln!(
-        "{} pages, {degraded} of the {} after 1 s degraded; the slow replica got {} calls",
+        "{} pages, {} of the {} after 1 s degraded; the slow replica got {} calls",
         pages.len(),
+        settled.iter().filter(|ok| !**ok).count(),
         settled.len(),
         slow_calls.load(Ordering::Relaxed)
     );
-    assert!(
-        settled.len() >= 1_000,
-        "too few pages to judge: {}",
-        settled.len()
-    );
-    assert!(
-        degraded * 1000 <= settled.len(),
-        "{degraded} of {} pages degraded (over 0.1 %)",
-        settled.len()
-    );
+    assert_at_most_one_in_a_thousand_degraded(&settled);
     // A deadline miss leaves no time for a retry: none was attempted (it
     // would have been cancelled at once).
     let metrics = admin_get(admin, "/metrics").await;
@@ -185,26 +203,18 @@ async fn a_replica_slow_only_on_recommend_is_ejected_for_longer_and_longer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_slow_but_in_time_gets_few_calls_while_they_pile_up_on_it() {
-    let healthy = Upstream::start_on(SocketAddr::from(([127, 0, 0, 2], 0)), None).await;
-    let port = healthy.addr.port();
-    let slow_addr = SocketAddr::from(([127, 0, 0, 3], port));
     // Half the test's deadline: never ejected, only slow.
-    let slow_calls = fake(slow_addr, Behaviour::Slow(Duration::from_millis(50))).await;
-    let hosts = HostsFile::new(NAME, [healthy.addr, slow_addr]);
-    let (router, _) = marketplace(&hosts, port).await;
+    let (_healthy, slow_calls, _hosts, (router, _)) =
+        healthy_and_slow(Duration::from_millis(50)).await;
 
     let pages = load(&router, 8, Duration::from_secs(2)).await;
 
     let slow_calls = slow_calls.load(Ordering::Relaxed) as usize;
-    let degraded = pages.iter().filter(|(_, ok)| !ok).count();
+    let pages: Vec<bool> = pages.into_iter().map(|(_, ok)| ok).collect();
     eprintln!(
-        "{} pages, {degraded} degraded; the slow replica got {slow_calls} calls",
-        pages.len()
-    );
-    assert!(
-        pages.len() >= 1_000,
-        "too few pages to judge: {}",
-        pages.len()
+        "{} pages, {} degraded; the slow replica got {slow_calls} calls",
+        pages.len(),
+        pages.iter().filter(|ok| !**ok).count()
     );
     // Round-robin would give it every other call, and every other page its
     // pace. Here it gets what keeps its calls in flight no more than the
@@ -214,11 +224,7 @@ async fn a_replica_slow_but_in_time_gets_few_calls_while_they_pile_up_on_it() {
         "the slow replica got {slow_calls} calls of {} pages (over 20 %)",
         pages.len()
     );
-    assert!(
-        degraded * 1000 <= pages.len(),
-        "{degraded} of {} pages degraded (over 0.1 %)",
-        pages.len()
-    );
+    assert_at_most_one_in_a_thousand_degraded(&pages);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
