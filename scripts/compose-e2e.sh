@@ -138,6 +138,18 @@ BOOKSTORE_GRPC_PORT=$(free_port)
 
 log "building the images (log: $SCRATCH/build.log)"
 "${COMPOSE[@]}" build >"$SCRATCH/build.log" 2>&1 || { tail -40 "$SCRATCH/build.log" >&2; fail "compose build"; }
+# The source layer compiles our crates only, the dependency layer having the same profile, packages
+# and features. Read from the classic builder's log (Compose v1's); BuildKit's is not parsed.
+if grep -q '^Step .*: RUN find service-kit' "$SCRATCH/build.log"; then
+    rebuilt=$(sed 's/\x1b\[[0-9;]*m//g' "$SCRATCH/build.log" \
+        | awk '/^Step .*: RUN find service-kit/ {on = 1; next} /^Step / {on = 0} on' \
+        | grep -Eo 'Compiling [A-Za-z0-9_-]+ v' | awk '{print $2}' \
+        | grep -Evx 'service-kit|recommendations|marketplace' | sort -u | paste -sd ' ' || true)
+    [ -z "$rebuilt" ] || fail "the source layer rebuilt dependencies ($rebuilt): see docs/containers.md"
+    log "the source layer compiled our crates only"
+else
+    log "not a classic builder's log: which crates the source layer compiled is not checked"
+fi
 for service in recommendations marketplace; do
     size=$(docker image inspect --format '{{.Size}}' "bookstore/$service:0.1.0")
     log "image bookstore/$service:0.1.0: $((size / 1000000)) MB"
